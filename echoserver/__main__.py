@@ -1,0 +1,3 @@
+from echoserver.cli import main
+
+main()

@@ -1,0 +1,108 @@
+"""The click command behind ``echoserver``; imported only after gevent had its chance to patch."""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+
+import click
+
+from . import backends
+from .cli import config_fields, fail
+from .config import HANDLERS, ConfigError, ServerConfig
+
+_UNITS = {"": 1, "b": 1, "k": 1 << 10, "kib": 1 << 10, "kb": 1000, "m": 1 << 20, "mib": 1 << 20,
+          "mb": 1000**2, "g": 1 << 30, "gib": 1 << 30, "gb": 1000**3}
+
+
+class Size(click.ParamType):
+    """A byte count: ``65536``, ``64k``, ``64KiB``, ``1MiB`` (k and M are binary; kB and MB decimal)."""
+
+    name = "size"
+
+    def convert(self, value, param, ctx):  # noqa: ANN001 - click's signature
+        if isinstance(value, int):
+            return value
+        match = re.fullmatch(r"\s*(-?\d+)\s*([a-zA-Z]*)\s*", str(value))
+        unit = match and match.group(2).lower()
+        if not match or unit not in _UNITS:
+            self.fail(f"{value!r} is not a size (examples: 65536, 64k, 64KiB, 1MiB)", param, ctx)
+        return int(match.group(1)) * _UNITS[unit]
+
+
+SIZE = Size()
+DEFAULTS = ServerConfig()
+
+
+def _list_backends(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+    if not value or ctx.resilient_parsing:
+        return
+    for spec in backends.REGISTRY.values():
+        state = "available" if spec.available else "missing  "
+        note = "" if spec.available else f"  [{spec.why_unavailable()}]"
+        click.echo(f"{spec.name:<11} {state}  {spec.summary}{note}")
+    ctx.exit(0)
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"], "show_default": True,
+                                 "max_content_width": 100})
+@click.option("-b", "--backend", default=DEFAULTS.backend, show_envvar=True, metavar="NAME",
+              help="Concurrency model: thread, threadpool, fork, gevent, asyncio, uvloop (see --list-backends).")
+@click.option("--host", default=DEFAULTS.host, show_envvar=True,
+              help="Address to listen on; 0.0.0.0 or :: exposes the server to the network.")
+@click.option("-p", "--port", type=int, default=DEFAULTS.port, show_envvar=True,
+              help="TCP port; 0 picks a free one (the ready line tells which).")
+@click.option("--handler", type=click.Choice(HANDLERS), default=DEFAULTS.handler, show_envvar=True,
+              help="echo: every byte back; upper: ASCII upper-cased; line: whole newline-terminated lines.")
+@click.option("--max-line", type=SIZE, default=DEFAULTS.max_line, show_envvar=True,
+              help="Longest line the line handler accepts (newline included); longer gets an error and a close.")
+@click.option("--cpu-work", type=int, default=DEFAULTS.cpu_work, show_envvar=True, metavar="N",
+              help="Pure-Python iterations per message, holding the GIL: makes CPU-bound work visible.")
+@click.option("--io-delay", type=float, default=DEFAULTS.io_delay, show_envvar=True, metavar="MS",
+              help="Simulated IO wait per message, in milliseconds, slept the backend's own way.")
+@click.option("--pool-size", type=int, default=DEFAULTS.pool_size, show_envvar=True,
+              help="threadpool: worker threads; connections beyond them wait their turn.")
+@click.option("--max-children", type=int, default=DEFAULTS.max_children, show_envvar=True,
+              help="fork: most connection processes alive at once; more wait in the backlog.")
+@click.option("--max-connections", type=int, default=DEFAULTS.max_connections, show_envvar=True, metavar="N",
+              help="Most connections served at once (0: no limit); more wait in the listen backlog.")
+@click.option("--idle-timeout", type=float, default=DEFAULTS.idle_timeout, show_envvar=True, metavar="S",
+              help="Close a connection that makes no progress for S seconds (0: never).")
+@click.option("--grace", type=float, default=DEFAULTS.grace, show_envvar=True, metavar="S",
+              help="On SIGTERM/SIGINT, how long connected clients get to finish before being cut.")
+@click.option("--backlog", type=int, default=DEFAULTS.backlog, show_envvar=True,
+              help="Listen backlog: connections the kernel queues before the server accepts them.")
+@click.option("--buffer-size", type=SIZE, default=DEFAULTS.buffer_size, show_envvar=True,
+              help="Bytes read from a connection at a time.")
+@click.option("--write-buffer-limit", type=SIZE, default=DEFAULTS.write_buffer_limit, show_envvar=True,
+              help="Unsent reply bytes per connection before the server stops reading from it.")
+@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info",
+              show_envvar=True, help="Peer resets and timeouts are logged at debug.")
+@click.option("--list-backends", is_flag=True, expose_value=False, is_eager=True, callback=_list_backends,
+              help="List the backends, whether each is installed, and exit.")
+@click.version_option(package_name="echoserver")
+def command(log_level: str, **options: object) -> None:
+    """Serve TCP echo on one of six Python concurrency models.
+
+    \b
+      echoserver --backend gevent --port 8080
+      echoserver --backend uvloop --host ::1 --port 0
+      echoserver --backend thread --handler upper --cpu-work 20000
+    """
+    logging.basicConfig(level=log_level.upper(), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        config = ServerConfig(**{name: options[name] for name in config_fields()})
+        backends.spec(config.backend)
+    except ConfigError as exc:
+        fail(f"invalid --{exc.option.replace('_', '-')}: {exc.message}")
+    except backends.UnknownBackend as exc:
+        fail(str(exc))
+
+    from .server import serve
+
+    try:
+        serve(config)
+    except ConfigError as exc:
+        fail(exc.message)

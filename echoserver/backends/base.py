@@ -1,0 +1,88 @@
+"""What every backend is: something that serves connections from a bound listener until told to stop.
+
+The server core owns the listening socket, the ready line and the process; a
+backend owns who runs each connection (a thread, a pool worker, a child process,
+a greenlet, a coroutine) and how its own kind of wait is interrupted.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import signal
+import socket
+import threading
+from abc import ABC, abstractmethod
+from typing import Callable, ClassVar
+
+from ..config import ServerConfig
+from ..stats import Stats
+
+log = logging.getLogger("echoserver")
+
+SHUTDOWN_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+# accept() errors that mean "out of descriptors or memory": wait, do not spin.
+RESOURCE_ERRNOS = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
+
+
+class Backend(ABC):
+    name: ClassVar[str]
+
+    def __init__(self, config: ServerConfig, stats: Stats | None = None) -> None:
+        self.config = config
+        self.stats = stats if stats is not None else Stats()
+        self.stopping = False  # stop accepting, drain what is connected
+        self.forcing = False  # close whatever is still connected, now
+        self._starved = False  # accept() is failing for lack of descriptors
+
+    @abstractmethod
+    def run(self, listener: socket.socket, ready: Callable[[], None], *, handle_signals: bool = False) -> None:
+        """Serve until :meth:`stop`, then drain; returns when every connection is gone."""
+
+    def stop(self, *, force: bool = False) -> None:
+        """Ask the server to stop; safe from a signal handler and from any thread.
+
+        The first call stops accepting and lets connected clients finish for up to
+        ``--grace`` seconds; ``force`` (or a second call) closes what remains now.
+        """
+        if self.stopping:
+            force = True
+        self.stopping = True
+        self.forcing = self.forcing or force
+        self.wake()
+
+    @abstractmethod
+    def wake(self) -> None:
+        """Interrupt whatever wait the backend's main loop is in."""
+
+    def on_shutdown_signal(self, signum: int, frame: object = None) -> None:
+        again = " again: closing all connections now" if self.stopping else f"; draining (up to {self.config.grace:g}s)"
+        log.info("received %s%s", signal.Signals(signum).name, again)
+        self.stop()
+
+    def install_signal_handlers(self) -> None:
+        """Route SIGINT/SIGTERM to :meth:`stop`; backends with their own loop override this."""
+        if threading.current_thread() is threading.main_thread():
+            for signum in SHUTDOWN_SIGNALS:
+                signal.signal(signum, self.on_shutdown_signal)
+
+    def accept_failed(self, exc: OSError) -> float:
+        """Seconds to stop accepting after a failed ``accept()``; logs once per episode.
+
+        Out of descriptors, the pending connection stays in the backlog and the
+        listener stays readable: retrying at once would spin at 100% CPU.
+        """
+        if exc.errno in RESOURCE_ERRNOS:
+            self.stats.error("accept_" + errno.errorcode.get(exc.errno, "error").lower())
+            if not self._starved:
+                self._starved = True
+                log.warning("accept() failed: %s; pausing new connections until descriptors free up", exc.strerror)
+            return 0.1
+        log.debug("accept() failed: %s", exc)  # e.g. ECONNABORTED: the client left the backlog first
+        return 0.0
+
+    def accept_succeeded(self) -> None:
+        if self._starved:
+            self._starved = False
+            log.warning("accepting connections again")

@@ -1,0 +1,154 @@
+"""The accept loop and shutdown sequence shared by the blocking backends.
+
+Subclasses say only how a connection is run (:meth:`BlockingBackend.dispatch`)
+and, for gevent, how to wait and sleep cooperatively. Everything else is here
+once: waiting on the listener *and* a wake-up socket so that :meth:`stop` can
+interrupt the wait from a signal handler or another thread, the connection
+limit, backing off when the process runs out of file descriptors, and the
+graceful drain.
+"""
+
+from __future__ import annotations
+
+import logging
+import select
+import socket
+import threading
+import time
+from abc import abstractmethod
+from typing import Callable
+
+from ..config import ServerConfig
+from ..stats import Stats
+from .base import Backend
+from .connection import BlockingConnection
+
+log = logging.getLogger("echoserver")
+
+
+class BlockingBackend(Backend):
+    """Accepts on a non-blocking listener; one blocking :class:`BlockingConnection` per client."""
+
+    #: How long to wait for readiness; short only where a subclass must poll (fork reaps children).
+    poll_interval: float | None = None
+
+    def __init__(self, config: ServerConfig, stats: Stats | None = None) -> None:
+        super().__init__(config, stats)
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
+        self.connections: set[BlockingConnection] = set()
+        self._lock = threading.Lock()
+        self.listener: socket.socket | None = None
+
+    # -- what subclasses change -------------------------------------------------
+
+    @abstractmethod
+    def dispatch(self, connection: BlockingConnection) -> None:
+        """Hand an accepted connection to whoever will run it."""
+
+    def sleep(self, seconds: float) -> None:
+        time.sleep(seconds)
+
+    def wait_readable(self, socks: list, timeout: float | None) -> list:
+        return select.select(socks, [], [], timeout)[0]
+
+    def on_wake(self) -> None:
+        """Called whenever the accept loop wakes up (fork reaps children here)."""
+
+    def has_capacity(self) -> bool:
+        limit = self.config.max_connections
+        return not limit or self.active < limit
+
+    @property
+    def active(self) -> int:
+        return len(self.connections)
+
+    # -- the loop ---------------------------------------------------------------
+
+    def run(self, listener: socket.socket, ready: Callable[[], None], *, handle_signals: bool = False) -> None:
+        self.listener = listener
+        listener.setblocking(False)
+        if handle_signals:
+            self.install_signal_handlers()
+        ready()
+        try:
+            self._accept_until_stopped(listener)
+        finally:
+            listener.close()
+            self.drain()
+            self._wake_r.close()
+            self._wake_w.close()
+
+    def _accept_until_stopped(self, listener: socket.socket) -> None:
+        backoff = 0.0
+        while not self.stopping:
+            watching = [self._wake_r]
+            if self.has_capacity() and not backoff:
+                watching.append(listener)
+            readable = self.wait_readable(watching, backoff or self.poll_interval)
+            backoff = 0.0
+            if self._wake_r in readable:
+                self._clear_wake()
+            self.on_wake()
+            if listener not in readable or self.stopping:
+                continue
+            try:
+                sock, peer = listener.accept()
+            except BlockingIOError:
+                continue  # another process took it (several workers on one socket)
+            except OSError as exc:
+                backoff = self.accept_failed(exc)
+                continue
+            self.accept_succeeded()
+            connection = BlockingConnection(sock, self.config, self.stats, self.sleep, peer)
+            with self._lock:
+                self.connections.add(connection)
+            self.dispatch(connection)
+
+    def serve(self, connection: BlockingConnection) -> None:
+        """Run one connection to its end; whoever runs connections calls this."""
+        try:
+            if self.stopping:
+                connection.drain()
+            connection.run()
+        finally:
+            with self._lock:
+                self.connections.discard(connection)
+            if self.config.max_connections or self.stopping:
+                self.wake()
+
+    def wake(self) -> None:
+        try:
+            self._wake_w.send(b"\0")
+        except OSError:
+            pass  # buffer full (already awake) or closed (already stopped)
+
+    def _clear_wake(self) -> None:
+        try:
+            while self._wake_r.recv(4096):
+                pass
+        except OSError:
+            pass
+
+    # -- graceful shutdown ------------------------------------------------------
+
+    def drain(self) -> None:
+        """Let connected clients finish within ``--grace``, then cut whatever remains."""
+        deadline = time.monotonic() + self.config.grace
+        for connection in self._snapshot():
+            connection.drain()
+        self.wait_until_idle(deadline)
+        if self.active:
+            log.warning("grace period over: closing %d connection(s)", self.active)
+            for connection in self._snapshot():
+                connection.abort()
+            self.wait_until_idle(time.monotonic() + 2.0, forced=True)
+
+    def wait_until_idle(self, deadline: float, forced: bool = False) -> None:
+        while self.active and time.monotonic() < deadline and (forced or not self.forcing):
+            self.sleep(0.02)
+
+    def _snapshot(self) -> list[BlockingConnection]:
+        with self._lock:
+            return list(self.connections)

@@ -1,0 +1,49 @@
+"""``gevent``: a greenlet per connection on gevent's libev/libuv loop.
+
+The connection loop is the same blocking code the thread backend runs; gevent
+makes its ``recv`` and ``sendall`` switch greenlets instead of blocking the OS
+thread. The CLI monkey-patches the standard library (the registry's ``prepare`` hook)
+before anything else is imported, so that any blocking call made on a
+connection's behalf cooperates too. The backend itself uses gevent's own socket,
+select and sleep explicitly, so it also works embedded in an unpatched process.
+"""
+
+from __future__ import annotations
+
+import socket
+from typing import Callable
+
+import gevent
+import gevent.pool
+import gevent.select
+import gevent.socket
+
+from .base import SHUTDOWN_SIGNALS
+from .blocking import BlockingBackend
+from .connection import BlockingConnection
+
+
+class GeventBackend(BlockingBackend):
+    name = "gevent"
+
+    def run(self, listener: socket.socket, ready: Callable[[], None], *, handle_signals: bool = False) -> None:
+        self.group = gevent.pool.Group()
+        if not isinstance(listener, gevent.socket.socket):
+            listener = gevent.socket.socket(listener.family, listener.type, listener.proto, fileno=listener.detach())
+        super().run(listener, ready, handle_signals=handle_signals)
+
+    def install_signal_handlers(self) -> None:
+        # A plain signal.signal handler would run only when the hub next wakes
+        # for some other reason; gevent's own handler wakes the hub itself.
+        for signum in SHUTDOWN_SIGNALS:
+            gevent.signal_handler(signum, self.on_shutdown_signal, signum)
+
+    def dispatch(self, connection: BlockingConnection) -> None:
+        self.group.spawn(self.serve, connection)
+
+    def sleep(self, seconds: float) -> None:
+        gevent.sleep(seconds)
+
+    def wait_readable(self, socks: list, timeout: float | None) -> list:
+        return gevent.select.select(socks, [], [], timeout)[0]
+

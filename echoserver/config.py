@@ -1,0 +1,82 @@
+"""One frozen configuration object, built alike by the CLI, the environment and the Python API.
+
+Validation lives here and nowhere else: the CLI turns a :class:`ConfigError` into a
+one-line usage error, the Python API lets it propagate.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+HANDLERS = ("echo", "upper", "line")
+
+KiB = 1024
+MiB = 1024 * KiB
+
+
+class ConfigError(ValueError):
+    """An option value that cannot work; ``option`` names the field it is about."""
+
+    def __init__(self, option: str, message: str) -> None:
+        super().__init__(f"{option}: {message}")
+        self.option = option
+        self.message = message
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """Everything a server needs to know, whichever backend runs it.
+
+    Field names are the CLI option names (``pool_size`` is ``--pool-size`` and
+    ``ECHOSERVER_POOL_SIZE``), so an error about a field reads the same everywhere.
+    """
+
+    backend: str = "asyncio"
+    host: str = "127.0.0.1"
+    port: int = 8080
+    handler: str = "echo"
+    max_line: int = 64 * KiB
+    cpu_work: int = 0
+    io_delay: float = 0.0  # milliseconds
+    pool_size: int = 64
+    max_children: int = 256
+    max_connections: int = 0  # 0: unlimited
+    idle_timeout: float = 0.0  # seconds, 0: never
+    grace: float = 10.0  # seconds given to connections to finish on shutdown
+    backlog: int = 1024
+    buffer_size: int = 64 * KiB
+    # How much reply data a connection may have queued but unsent before the server
+    # stops reading from it: the bound that keeps a client that never reads from
+    # making the server buffer without limit.
+    write_buffer_limit: int = 1 * MiB
+
+    def __post_init__(self) -> None:
+        _check(self.port, 0, 65535, "port")
+        if not self.host:
+            raise ConfigError("host", "must not be empty (use 127.0.0.1 for loopback, 0.0.0.0 for all interfaces)")
+        if self.handler not in HANDLERS:
+            raise ConfigError("handler", f"unknown handler {self.handler!r}; choose one of {', '.join(HANDLERS)}")
+        _check(self.max_line, 1, 1 << 30, "max_line")
+        _check(self.cpu_work, 0, 10**9, "cpu_work")
+        _check(self.io_delay, 0, 3_600_000, "io_delay")
+        _check(self.pool_size, 1, 100_000, "pool_size")
+        _check(self.max_children, 1, 100_000, "max_children")
+        _check(self.max_connections, 0, 10_000_000, "max_connections")
+        _check(self.idle_timeout, 0, 10**7, "idle_timeout")
+        _check(self.grace, 0, 10**6, "grace")
+        _check(self.backlog, 1, 65535, "backlog")
+        _check(self.buffer_size, 1, 64 * MiB, "buffer_size")
+        _check(self.write_buffer_limit, 1, 1 << 30, "write_buffer_limit")
+
+    @property
+    def io_delay_s(self) -> float:
+        return self.io_delay / 1000.0
+
+    def replace(self, **changes: object) -> "ServerConfig":
+        return dataclasses.replace(self, **changes)
+
+
+def _check(value: float, low: float, high: float, option: str) -> None:
+    if not low <= value <= high:
+        raise ConfigError(option, f"must be between {low} and {high}, got {value}")

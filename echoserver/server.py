@@ -1,0 +1,112 @@
+"""The server core: bind, announce, hand the listener to a backend, report.
+
+:func:`serve` runs a server in the calling (main) thread until SIGINT/SIGTERM,
+as the CLI does. :func:`running_server` runs one in a background thread for
+tests and embedding, and stops it when the ``with`` block ends.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import sys
+import threading
+from typing import Callable, Iterator
+
+from . import backends
+from .config import ServerConfig
+from .listener import bind_listener, format_address
+from .stats import Stats
+
+log = logging.getLogger("echoserver")
+
+
+def ready_line(address: tuple, backend: str) -> str:
+    """The one line a supervisor, a test or a person waits for on stderr."""
+    return f"listening on {format_address(address)} backend={backend}"
+
+
+def serve(config: ServerConfig, *, on_ready: Callable[[tuple], None] | None = None) -> Stats:
+    """Serve until SIGINT or SIGTERM, drain, and return the final counters.
+
+    Raises :class:`~echoserver.config.ConfigError` (before anything is served)
+    when the backend is unavailable or the address cannot be bound.
+    """
+    backend_class = backends.load(config.backend)
+    listener = bind_listener(config)
+    address = listener.getsockname()
+    backend = backend_class(config)
+
+    def ready() -> None:
+        print(ready_line(address, config.backend), file=sys.stderr, flush=True)
+        if on_ready:
+            on_ready(address)
+
+    backend.run(listener, ready, handle_signals=True)
+    totals = backend.stats.snapshot()
+    log.info("stopped: %(accepted)d connections, %(bytes_in)d bytes in, %(bytes_out)d bytes out", totals)
+    return backend.stats
+
+
+class RunningServer:
+    """A server running in a background thread: its address, counters and a way to stop it."""
+
+    def __init__(self, config: ServerConfig) -> None:
+        self.config = config
+        self.backend = backends.load(config.backend)(config)
+        self.listener = bind_listener(config)
+        self.address: tuple = self.listener.getsockname()[:2]
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name=f"echoserver-{config.backend}", daemon=True)
+
+    @property
+    def host(self) -> str:
+        return self.address[0]
+
+    @property
+    def port(self) -> int:
+        return self.address[1]
+
+    @property
+    def stats(self) -> Stats:
+        return self.backend.stats
+
+    def start(self, timeout: float = 10.0) -> "RunningServer":
+        self._thread.start()
+        if not self._ready.wait(timeout) or self._error:
+            self.stop()
+            raise RuntimeError(f"{self.config.backend} server did not start") from self._error
+        return self
+
+    def stop(self, *, force: bool = False, timeout: float | None = None) -> None:
+        self.backend.stop(force=force)
+        self._thread.join(timeout if timeout is not None else self.config.grace + 10)
+        if self._thread.is_alive():
+            raise RuntimeError(f"{self.config.backend} server did not stop")
+
+    def _run(self) -> None:
+        try:
+            self.backend.run(self.listener, self._ready.set)
+        except BaseException as exc:  # surfaced by start()
+            self._error = exc
+            self._ready.set()
+            raise
+
+
+@contextlib.contextmanager
+def running_server(config: ServerConfig | None = None, **options: object) -> Iterator[RunningServer]:
+    """Run a server in the background for the duration of a ``with`` block.
+
+    >>> with running_server(backend="thread", port=0) as server:
+    ...     socket.create_connection(server.address)
+
+    Backends run unpatched here: gevent uses its own sockets explicitly, so it
+    works without monkey-patching the embedding process.
+    """
+    config = (config or ServerConfig()).replace(**options) if options else (config or ServerConfig())
+    server = RunningServer(config).start()
+    try:
+        yield server
+    finally:
+        server.stop()
