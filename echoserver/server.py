@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 import sys
 import threading
 from typing import Callable, Iterator
@@ -24,6 +25,15 @@ log = logging.getLogger("echoserver")
 def ready_line(address: tuple, backend: str) -> str:
     """The one line a supervisor, a test or a person waits for on stderr."""
     return f"listening on {format_address(address)} backend={backend}"
+
+
+_READY = re.compile(r"listening on \[?(?P<host>[^\]\s]+?)\]?:(?P<port>\d+) backend=(?P<backend>\S+)")
+
+
+def parse_ready_line(line: str) -> tuple[str, int, str] | None:
+    """``(host, port, backend)`` from a ready line, or ``None`` if ``line`` is not one."""
+    match = _READY.search(line)
+    return (match["host"], int(match["port"]), match["backend"]) if match else None
 
 
 def serve(config: ServerConfig, *, on_ready: Callable[[tuple], None] | None = None) -> Stats:
