@@ -4,6 +4,7 @@
 #   ci/docker/dockerd.sh start   # prints `export DOCKER_HOST=...` lines on stdout
 #   ci/docker/dockerd.sh stop    # stops the engine by the PID it recorded
 #   ci/docker/dockerd.sh env     # the exports only
+#   ci/docker/dockerd.sh plugin  # only link the compose plugin (no engine needed)
 #
 # The engine gets its own data-root, exec-root, socket and pidfile, no default
 # bridge, and an address pool of its own for compose networks. It adds no NAT
@@ -118,5 +119,6 @@ case ${1:-} in
     start) start ;;
     stop) stop ;;
     env) print_env ;;
-    *) echo "usage: $0 start|stop|env" >&2; exit 2 ;;
+    plugin) install_compose_plugin && print_env ;;
+    *) echo "usage: $0 start|stop|env|plugin" >&2; exit 2 ;;
 esac

@@ -1,0 +1,121 @@
+#!/bin/sh
+# Measure every backend of the running compose stack; used by the `bench`
+# service of docker-compose.yml (it runs inside the echoserver image).
+#
+# Environment:
+#   BENCH_TARGETS   "name=host:port ..." (the compose services)
+#   BENCH_CLIENTS, BENCH_DURATION (seconds per backend), BENCH_SIZE (bytes)
+#   BENCH_TOOL      auto | echo-bench | echo-load
+#                   auto uses echo-bench when it can measure servers that are
+#                   already running (--target), else one echo-load per backend.
+#   RESULTS_DIR     where results.json, results.md (and results.png) go
+set -eu
+
+targets=${BENCH_TARGETS:?set BENCH_TARGETS to "name=host:port ..."}
+clients=${BENCH_CLIENTS:-16}
+duration=${BENCH_DURATION:-5}
+size=${BENCH_SIZE:-64}
+out=${RESULTS_DIR:-/results}
+tool=${BENCH_TOOL:-auto}
+
+mkdir -p "$out"
+
+if [ "$tool" = auto ]; then
+    if echo-bench --help 2>/dev/null | grep -q -- '--target'; then
+        tool=echo-bench
+    else
+        tool=echo-load
+    fi
+fi
+echo "bench: $tool, $clients clients x ${duration}s x ${size}B per backend -> $out" >&2
+
+hand_over() {
+    # Give the results to whoever owns the mounted folder, not to root.
+    owner=$(stat -c %u:%g "$out")
+    chown -R "$owner" "$out"/results.* 2>/dev/null || true
+}
+
+status=0
+case $tool in
+echo-bench)
+    set --
+    for target in $targets; do
+        set -- "$@" --target "$target"
+    done
+    echo-bench --scenario echo "$@" \
+        --clients "$clients" --duration "$duration" --size "$size" \
+        --out "$out" || status=$?
+    ;;
+echo-load)
+    runs=$(mktemp -d)
+    for target in $targets; do
+        name=${target%%=*}
+        address=${target#*=}
+        echo "bench: $name at $address" >&2
+        if ! echo-load --host "${address%:*}" --port "${address##*:}" \
+            --clients "$clients" --duration "$duration" --size "$size" \
+            --json >"$runs/$name.json"; then
+            echo "bench: echo-load reported errors for $name" >&2
+            status=1
+        fi
+    done
+    python3 - "$runs" "$out" "$clients" "$duration" "$size" $targets <<'PY' || status=1
+"""Merge the per-backend echo-load reports into results.json and results.md."""
+import json
+import pathlib
+import sys
+
+runs, out = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2])
+clients, duration, size = (int(v) for v in sys.argv[3:6])
+names = [target.split("=", 1)[0] for target in sys.argv[6:]]
+
+results = []
+for name in names:
+    path = runs / f"{name}.json"
+    try:
+        report = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        report = {"errors": {"no report": 1}, "detail": str(exc)}
+    report["backend"] = name
+    results.append(report)
+
+summary = {
+    "tool": "echo-load",
+    "scenario": "echo",
+    "parameters": {"clients": clients, "duration_s": duration, "size_bytes": size},
+    "results": results,
+}
+(out / "results.json").write_text(json.dumps(summary, indent=2) + "\n")
+
+
+def cell(value, digits=0):
+    return "-" if value is None else f"{value:,.{digits}f}"
+
+
+lines = [
+    f"Echo, {clients} clients, {duration} s, {size}-byte messages, over the compose network.",
+    "",
+    "| backend | msgs/s | MB/s | p50 µs | p99 µs | p99.9 µs | errors | mismatches |",
+    "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+]
+for r in results:
+    latency = r.get("latency_us") or {}
+    errors = sum((r.get("errors") or {}).values())
+    lines.append(
+        f"| {r['backend']} | {cell(r.get('msgs_per_s'))} | {cell(r.get('mb_per_s'), 2)} "
+        f"| {cell(latency.get('p50'))} | {cell(latency.get('p99'))} | {cell(latency.get('p999'))} "
+        f"| {errors} | {r.get('mismatches', '-')} |"
+    )
+(out / "results.md").write_text("\n".join(lines) + "\n")
+print("\n".join(lines))
+PY
+    rm -rf "$runs"
+    ;;
+*)
+    echo "bench: unknown BENCH_TOOL '$tool' (auto, echo-bench, echo-load)" >&2
+    exit 2
+    ;;
+esac
+
+hand_over
+exit "$status"
