@@ -9,30 +9,17 @@ Children ask the kernel to signal them if the parent dies, so none outlives it.
 
 from __future__ import annotations
 
-import ctypes
 import logging
 import os
 import signal
 import socket
 import time
 
+from .._process_utils import die_with_parent
 from .blocking import BlockingBackend
 from .connection import BlockingConnection
 
 log = logging.getLogger("echoserver")
-
-PR_SET_PDEATHSIG = 1
-
-
-def _die_with_parent(parent_pid: int) -> None:
-    """Have the kernel send SIGTERM to this process when its parent exits."""
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
-    except (OSError, AttributeError):
-        return  # not Linux: children outlive a SIGKILLed parent only until their client leaves
-    if os.getppid() != parent_pid:  # the parent died before prctl took effect
-        os.kill(os.getpid(), signal.SIGTERM)
 
 
 class ForkPerConnectionBackend(BlockingBackend):
@@ -69,7 +56,7 @@ class ForkPerConnectionBackend(BlockingBackend):
     def _child(self, connection: BlockingConnection, parent: int) -> None:
         status = 1
         try:
-            _die_with_parent(parent)
+            die_with_parent(parent)
             self.listener.close()
             self._wake_r.close()
             self._wake_w.close()
