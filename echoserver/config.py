@@ -13,6 +13,7 @@ HANDLERS = ("echo", "upper", "line")
 
 KiB = 1024
 MiB = 1024 * KiB
+MAX_WORKERS = 1024
 
 
 class ConfigError(ValueError):
@@ -50,6 +51,8 @@ class ServerConfig:
     # stops reading from it: the bound that keeps a client that never reads from
     # making the server buffer without limit.
     write_buffer_limit: int = 1 * MiB
+    # Accepting processes (1: no supervisor); each runs the backend on the one shared listener.
+    workers: int = 1
 
     def __post_init__(self) -> None:
         _check(self.port, 0, 65535, "port")
@@ -68,6 +71,8 @@ class ServerConfig:
         _check(self.backlog, 1, 65535, "backlog")
         _check(self.buffer_size, 1, 64 * MiB, "buffer_size")
         _check(self.write_buffer_limit, 1, 1 << 30, "write_buffer_limit")
+        if not 1 <= self.workers <= MAX_WORKERS:
+            raise ConfigError("workers", f"must be at least 1 and at most {MAX_WORKERS} (auto: one per available CPU), got {self.workers}")
 
     @property
     def io_delay_s(self) -> float:
