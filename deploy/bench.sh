@@ -8,7 +8,7 @@
 #   BENCH_TOOL      auto | echo-bench | echo-load
 #                   auto uses echo-bench when it can measure servers that are
 #                   already running (--target), else one echo-load per backend.
-#   RESULTS_DIR     where results.json, results.md (and results.png) go
+#   RESULTS_DIR     where results.json, results.md and results.png go
 set -eu
 
 targets=${BENCH_TARGETS:?set BENCH_TARGETS to "name=host:port ..."}
@@ -60,7 +60,7 @@ echo-load)
         fi
     done
     python3 - "$runs" "$out" "$clients" "$duration" "$size" $targets <<'PY' || status=1
-"""Merge the per-backend echo-load reports into results.json and results.md."""
+"""Merge the per-backend echo-load reports into results.json, results.md and results.png."""
 import json
 import pathlib
 import sys
@@ -108,6 +108,25 @@ for r in results:
     )
 (out / "results.md").write_text("\n".join(lines) + "\n")
 print("\n".join(lines))
+
+try:
+    import matplotlib
+except ImportError:
+    sys.exit(0)  # no chart without matplotlib; the table and JSON are written
+matplotlib.use("Agg")
+from matplotlib import pyplot as plt
+
+names = [r["backend"] for r in results]
+fig, (rate, tail) = plt.subplots(1, 2, figsize=(10, 4))
+rate.bar(names, [r.get("msgs_per_s") or 0 for r in results], color="tab:blue")
+rate.set_title("throughput (messages/s, higher is better)")
+tail.bar(names, [(r.get("latency_us") or {}).get("p99") or 0 for r in results], color="tab:orange")
+tail.set_title("p99 latency (µs, lower is better)")
+for axis in (rate, tail):
+    axis.tick_params(axis="x", rotation=30)
+fig.suptitle(f"echo: {clients} clients, {size}-byte messages, {duration} s per backend")
+fig.tight_layout()
+fig.savefig(out / "results.png", dpi=100)
 PY
     rm -rf "$runs"
     ;;

@@ -355,6 +355,8 @@ def test_sigterm_drains_every_backend_and_exits_zero(backends_up):
 def test_bench_profile_writes_results(backends_up, tmp_path):
     if not (REPO / "clients" / "load.py").exists():
         pytest.skip("echo-load is not in the image yet (clients/load.py)")
+    run(["docker", "build", "--network", "host", "--build-arg", "EXTRAS=gevent,uvloop,plot",
+         "-t", "echoserver-bench:latest", "."], env=backends_up, timeout=300)
     env = dict(backends_up, ECHOSERVER_RESULTS=str(tmp_path), BENCH_DURATION="1", BENCH_CLIENTS="4")
     compose(env, "--profile", "bench", "run", "--rm", "-T", "bench", timeout=240)
     summary = json.loads((tmp_path / "results.json").read_text())
@@ -363,6 +365,7 @@ def test_bench_profile_writes_results(backends_up, tmp_path):
     assert all(r["messages"] > 0 and r["mismatches"] == 0 for r in rows.values())
     table = (tmp_path / "results.md").read_text()
     assert all(f"| {name} |" in table for name in BACKEND_PORTS)
+    assert (tmp_path / "results.png").read_bytes().startswith(b"\x89PNG")
 
 
 # ------------------------------------------------------------ scaled profile
