@@ -22,6 +22,17 @@ from .connection import BlockingConnection
 log = logging.getLogger("echoserver")
 
 
+def _close_inherited_descriptors(keep: int) -> None:
+    """Close every descriptor but stdio and the client's.
+
+    The listener and the wake-up socket, obviously; but also anything else the
+    parent had open (other clients' sockets, in an embedding process), which
+    would otherwise keep those connections alive after their owners close them.
+    """
+    os.closerange(3, keep)
+    os.closerange(keep + 1, os.sysconf("SC_OPEN_MAX"))
+
+
 class ForkPerConnectionBackend(BlockingBackend):
     name = "fork"
     poll_interval = 1.0  # reap even where no SIGCHLD handler can be installed (not the main thread)
@@ -57,9 +68,7 @@ class ForkPerConnectionBackend(BlockingBackend):
         status = 1
         try:
             die_with_parent(parent)
-            self.listener.close()
-            self._wake_r.close()
-            self._wake_w.close()
+            _close_inherited_descriptors(keep=connection.sock.fileno())
             self.stopping = False
             grace = self.config.grace
 

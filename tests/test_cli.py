@@ -1,0 +1,100 @@
+"""The command line: clear one-line errors, exit codes, the ready line, environment variables."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+
+import pytest
+
+from echoserver.process import ServerProcess
+from support import connect, recv_exactly
+
+
+def run_cli(*args: str, env: dict | None = None, timeout: float = 30) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "echoserver", *args], capture_output=True, text=True,
+                          timeout=timeout, env={**os.environ, **(env or {})}, stdin=subprocess.DEVNULL)
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess, code: int, *fragments: str) -> None:
+    assert result.returncode == code, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0]
+
+
+def test_port_already_in_use_is_one_line_and_nonzero(backend) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = run_cli("--backend", backend, "--port", str(port))
+    assert_one_line_error(result, 2, "already in use", str(port), "--port")
+
+
+def test_unknown_backend_lists_the_available_ones() -> None:
+    result = run_cli("--backend", "carrier-pigeon")
+    assert_one_line_error(result, 2, "carrier-pigeon", "thread", "threadpool", "fork", "asyncio")
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["--port", "70000"], "--port"),
+    (["--port", "-1"], "--port"),
+    (["--port", "eighty"], "--port"),
+    (["--pool-size", "0"], "--pool-size"),
+    (["--max-line", "lots"], "--max-line"),
+    (["--handler", "shout"], "--handler"),
+    (["--host", "no-such-host.invalid"], "cannot resolve"),
+    (["--host", "192.0.2.1"], "not an address of this machine"),
+    (["--no-such-option"], "--no-such-option"),
+])
+def test_bad_option_values_are_one_line_usage_errors(args, fragment) -> None:
+    assert_one_line_error(run_cli(*args), 2, fragment)
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root may bind privileged ports")
+def test_privileged_port_without_rights() -> None:
+    assert_one_line_error(run_cli("--port", "80"), 2, "permission denied")
+
+
+def test_port_zero_prints_the_real_port(backend) -> None:
+    with ServerProcess("--backend", backend) as server:
+        assert server.port > 0
+        assert f"listening on 127.0.0.1:{server.port} backend={backend}" in server.stderr
+        with connect(server.address) as sock:
+            sock.sendall(b"real port")
+            assert recv_exactly(sock, 9) == b"real port"
+        assert server.stop() == 0
+
+
+def test_options_come_from_the_environment() -> None:
+    env = {"ECHOSERVER_BACKEND": "thread", "ECHOSERVER_HANDLER": "upper"}
+    with ServerProcess(env=env) as server:
+        assert server.backend == "thread"
+        with connect(server.address) as sock:
+            sock.sendall(b"env")
+            assert recv_exactly(sock, 3) == b"ENV"
+
+
+def test_environment_values_are_validated_too() -> None:
+    assert_one_line_error(run_cli(env={"ECHOSERVER_PORT": "99999"}), 2, "--port")
+
+
+def test_list_backends_says_which_are_available() -> None:
+    result = run_cli("--list-backends")
+    assert result.returncode == 0
+    names = [line.split()[0] for line in result.stdout.splitlines()]
+    assert names == ["thread", "threadpool", "fork", "gevent", "asyncio", "uvloop"]
+    assert all(line.split()[1] in ("available", "missing") for line in result.stdout.splitlines())
+
+
+def test_help_mentions_every_option_and_its_environment_variable() -> None:
+    result = run_cli("--help")
+    assert result.returncode == 0
+    for option in ("--backend", "--port", "--handler", "--cpu-work", "--io-delay", "--pool-size",
+                   "--max-children", "--grace", "ECHOSERVER_PORT"):
+        assert option in result.stdout
