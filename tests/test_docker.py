@@ -419,6 +419,7 @@ class EchoConversation(threading.Thread):
         self.messages_after_stop = 0
         self.mismatches = 0
         self.closed: str | None = None
+        self.closed_at = 0.0
         self.replica_stopped = threading.Event()
         self.sock = connect(("127.0.0.1", BALANCER_PORT))
 
@@ -433,11 +434,12 @@ class EchoConversation(threading.Thread):
                     self.sent += len(payload)
                     echoed = recv_exactly(self.sock, len(payload))
                 except OSError as exc:
-                    self.closed = f"{type(exc).__name__}: {exc}"
+                    self.closed, self.closed_at = f"{type(exc).__name__}: {exc}", time.monotonic()
                     return
                 self.received += len(echoed)
                 if len(echoed) < len(payload):
                     self.closed = "EOF" if echoed == payload[:len(echoed)] else "EOF after a wrong byte"
+                    self.closed_at = time.monotonic()
                     return
                 if echoed != payload:
                     self.mismatches += 1
@@ -457,6 +459,7 @@ def test_stopping_a_replica_loses_no_bytes_on_surviving_connections(scaled_up):
         time.sleep(1.5)
         victim = max(_replicas_up(), key=lambda row: int(row["scur"]))
         container = _container_with_address(scaled_up, victim["addr"].rpartition(":")[0])
+        stop_sent = time.monotonic()
         run(["docker", "stop", "--time", "15", container], env=scaled_up, timeout=60)
         for conversation in conversations:
             conversation.replica_stopped.set()
@@ -473,7 +476,8 @@ def test_stopping_a_replica_loses_no_bytes_on_surviving_connections(scaled_up):
         closed = [c for c in conversations if c.closed is not None]
         print(f"stopped {victim['svname']} ({victim['scur']} sessions): {len(closed)} connections "
               f"closed ({sorted({c.closed for c in closed})}), {len(survivors)} survived, "
-              f"{sum(c.sent for c in survivors)} bytes sent and echoed intact on them")
+              f"{sum(c.sent for c in survivors)} bytes sent and echoed intact on them; closed after "
+              f"{[round(c.closed_at - stop_sent, 1) for c in closed]} s")
         assert exit_code == "0", "the replica did not drain and exit cleanly on SIGTERM"
         # Exactly the stopped replica's connections ended; every other one lived on.
         assert len(closed) == int(victim["scur"]) >= 1, [c.closed for c in closed]
@@ -487,7 +491,11 @@ def test_stopping_a_replica_loses_no_bytes_on_surviving_connections(scaled_up):
         assert all(c.closed == "EOF" and c.mismatches == 0 for c in closed), [c.closed for c in closed]
         # New connections go to the remaining replicas.
         _wait_for(lambda: len(_replicas_up()) == REPLICAS - 1, "HAProxy to mark the replica down")
-        _round_trips(BALANCER_PORT, connections=4, messages=5)
+        try:
+            _round_trips(BALANCER_PORT, connections=4, messages=5)
+        except AssertionError:
+            logs = compose(scaled_up, "--profile", "scaled", "logs", "--tail", "30", "balancer").stdout
+            pytest.fail(f"new connection failed after the stop; stats {_stats()}\n{logs}")
     finally:
         compose(scaled_up, "--profile", "scaled", "up", "-d", "--wait", "--wait-timeout", "120",
                 "replica")

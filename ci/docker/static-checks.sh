@@ -9,7 +9,8 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$REPO_ROOT"
 eval "$("$REPO_ROOT/ci/docker/dockerd.sh" plugin)"
-command -v haproxy >/dev/null || PATH=$PATH:/usr/sbin:/sbin
+# Tools installed by pip live beside the interpreter that installed them.
+PATH=$(dirname "$(command -v "${PYTHON:-python3}")"):$PATH:/usr/sbin:/sbin
 
 run() { log "$*"; "$@"; }
 
