@@ -1,0 +1,146 @@
+"""Is echo-load fast enough to measure the fastest backend? Compare it with a compiled client.
+
+    python bench/loadgen_vs_c.py                       # 7 rounds x 3 s, 20 connections x 64 B
+    python bench/loadgen_vs_c.py --rounds 9 --duration 5 --markdown bench/results/loadgen_vs_c.md
+
+Starts one ``echoserver --backend uvloop`` pinned to one core, builds
+``bench/c/echo_client.c`` with gcc into ``bench/build/``, then runs, in turn and
+each pinned to the *other* core: the C epoll client, ``echo-load`` (default
+engine) and ``echo-load --engine blocking`` (one blocking thread per
+connection, the tutorial design). The rounds alternate so that a noisy
+neighbour hits all three alike; the figure of merit is each round's ratio to
+the C client's rate in the same round, and its median over the rounds.
+Goal: echo-load >= 0.9x the C client.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from echoserver.process import ServerProcess  # noqa: E402
+
+C_SOURCE = ROOT / "bench" / "c" / "echo_client.c"
+C_BINARY = ROOT / "bench" / "build" / "echo_client"
+
+
+def build_c_client() -> Path:
+    if shutil.which("gcc") is None:
+        sys.exit("loadgen_vs_c: gcc is needed to build the reference client")
+    C_BINARY.parent.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["gcc", "-O2", "-Wall", "-o", str(C_BINARY), str(C_SOURCE)], check=True)
+    return C_BINARY
+
+
+def pinned(core: int):
+    return lambda: os.sched_setaffinity(0, {core})
+
+
+def run_c(address: tuple, args, core: int) -> float:
+    out = subprocess.run([str(C_BINARY), address[0], str(address[1]), str(args.clients), str(args.size),
+                          str(args.warmup), str(args.duration)],
+                         capture_output=True, text=True, preexec_fn=pinned(core), check=True)
+    return json.loads(out.stdout)["msgs_per_s"]
+
+
+def run_echo_load(address: tuple, args, core: int, server_pid: int, *extra: str) -> dict:
+    command = [sys.executable, "-m", "clients.load", "--host", address[0], "--port", str(address[1]),
+               "--clients", str(args.clients), "--size", str(args.size), "--warmup", str(args.warmup),
+               "--duration", str(args.duration), "--server-pid", str(server_pid), "--json", "--quiet", *extra]
+    out = subprocess.run(command, capture_output=True, text=True, preexec_fn=pinned(core), cwd=ROOT)
+    if out.returncode != 0:
+        sys.exit(f"loadgen_vs_c: echo-load failed ({out.returncode}): {out.stderr.strip()}")
+    return json.loads(out.stdout)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--duration", type=float, default=3.0)
+    parser.add_argument("--warmup", type=float, default=0.5)
+    parser.add_argument("--clients", type=int, default=20)
+    parser.add_argument("--size", type=int, default=64)
+    parser.add_argument("--backend", default="uvloop")
+    parser.add_argument("--markdown", type=Path, help="Also write the results as Markdown to this file.")
+    args = parser.parse_args()
+    cores = sorted(os.sched_getaffinity(0))
+    if len(cores) < 2:
+        sys.exit("loadgen_vs_c: needs two cores (one for the server, one for the clients)")
+    server_core, client_core = cores[1], cores[0]
+    build_c_client()
+
+    everything = set(cores)
+    os.sched_setaffinity(0, {server_core})  # the server inherits it
+    try:
+        server = ServerProcess("--backend", args.backend, "--log-level", "warning").start()
+    finally:
+        os.sched_setaffinity(0, everything)
+    rows = []
+    try:
+        for round_ in range(1, args.rounds + 1):
+            c_rate = run_c(server.address, args, client_core)
+            fast = run_echo_load(server.address, args, client_core, server.pid)
+            classic = run_echo_load(server.address, args, client_core, server.pid, "--engine", "blocking")
+            rows.append({"round": round_, "c": c_rate, "echo_load": fast["msgs_per_s"],
+                         "blocking": classic["msgs_per_s"], "client_cpu": fast["cpu"]["client_percent"],
+                         "server_cpu": (fast.get("server") or {}).get("cpu_percent")})
+            print(_row(rows[-1]), flush=True)
+    finally:
+        server.stop()
+    text = report(rows, args)
+    print(text)
+    if args.markdown:
+        args.markdown.parent.mkdir(parents=True, exist_ok=True)
+        args.markdown.write_text(text + "\n")
+
+
+def _row(row: dict) -> str:
+    return (f"round {row['round']}: C {row['c']:>10,.0f}  echo-load {row['echo_load']:>10,.0f} "
+            f"({row['echo_load'] / row['c']:.2f}x)  blocking {row['blocking']:>10,.0f} "
+            f"({row['blocking'] / row['c']:.2f}x)  msg/s")
+
+
+def report(rows: list[dict], args) -> str:
+    fast = [row["echo_load"] / row["c"] for row in rows]
+    classic = [row["blocking"] / row["c"] for row in rows]
+    command = " ".join(["python", "bench/loadgen_vs_c.py", *sys.argv[1:]])
+    lines = [
+        "# echo-load vs a compiled epoll client",
+        "",
+        f"`{command}`",
+        "",
+        f"Server: `echoserver --backend {args.backend}` pinned to one core; each client pinned in turn to the "
+        f"other core; {args.clients} connections x {args.size} B, closed loop, {args.duration:g} s per run "
+        f"after {args.warmup:g} s warmup, {len(rows)} alternating rounds.",
+        "",
+        "| round | C client msg/s | echo-load msg/s | ratio | echo-load --engine blocking msg/s | ratio "
+        "| echo-load CPU % | server CPU % |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for row, f, c in zip(rows, fast, classic):
+        lines.append(f"| {row['round']} | {row['c']:,.0f} | {row['echo_load']:,.0f} | {f:.2f} | "
+                     f"{row['blocking']:,.0f} | {c:.2f} | {row['client_cpu']:.0f} | {_pct(row['server_cpu'])} |")
+    lines += [
+        "",
+        f"**echo-load / C: median {statistics.median(fast):.2f}x** (min {min(fast):.2f}, max {max(fast):.2f}); "
+        f"blocking thread-per-connection / C: median {statistics.median(classic):.2f}x "
+        f"(min {min(classic):.2f}, max {max(classic):.2f}). Goal: echo-load >= 0.90x.",
+    ]
+    return "\n".join(lines)
+
+
+def _pct(value) -> str:
+    return "-" if value is None else f"{value:.0f}"
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,118 @@
+"""The tutorial client: one blocking thread per connection (``--engine blocking``).
+
+Kept because it teaches something: it is what most people write first, and
+against the fastest backends it measures its own overhead (a GIL handover and
+a thread wake-up per message) rather than the server's. Compare
+``echo-load --engine blocking`` with the default engine to see how much.
+It reports exactly like :class:`~clients.engine.EpollWorker`.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections import Counter
+
+from .engine import clock, error_kind
+from .payload import Stream
+from .results import LatencyRecorder
+
+
+class BlockingWorker:
+    """One connection, one thread: ``sendall``, then ``recv`` until the echo is whole."""
+
+    def __init__(self, spec, streams: list[tuple[int, Stream]], address: tuple, schedule,
+                 progress=None, slot: int = 0, requests: int = 0, rate: float = 0.0, probe=None) -> None:
+        (self.index, stream), = streams
+        self.spec, self.size = spec, spec.size
+        self.family, self.sockaddr = address
+        self.sent, self.expected = memoryview(stream.sent), stream.expected
+        self.low, self.period = stream.base, stream.period
+        self.schedule, self.progress, self.slot = schedule, progress, slot
+        self.requests, self.probe = requests, probe
+        self.latency, self.connect_latency = LatencyRecorder(), LatencyRecorder()
+        self.errors: Counter = Counter()
+        self.mismatches = self.completed = self.baseline_total = 0
+        self.window: list[int] = []
+
+    def run(self) -> None:
+        sock = self.connect()
+        self.schedule.wait()
+        try:
+            if sock is not None:
+                self.loop(sock)
+        except OSError as exc:
+            self.errors[error_kind(exc)] += 1
+        finally:
+            if sock is not None:
+                sock.close()
+            now = clock()
+            self.window = (self.window + [now, now])[:2]
+            self.latency.fold()
+            self.connect_latency.fold()
+
+    def connect(self) -> socket.socket | None:
+        started = clock()
+        try:
+            sock = socket.create_connection(self.sockaddr[:2], timeout=self.spec.connect_timeout)
+        except OSError as exc:
+            self.errors[error_kind(exc)] += 1
+            return None
+        self.connect_latency.record(clock() - started)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.settimeout(self.spec.timeout)
+        return sock
+
+    def loop(self, sock: socket.socket) -> None:
+        size, offset, record = self.size, 0, self.latency.record
+        now = clock()
+        measure_at = now + int(self.spec.warmup_seconds * 1e9)
+        stop_at = measure_at + int(self.spec.run_seconds * 1e9)
+        stop_after = float("inf")
+        while now < stop_at and self.completed < stop_after:
+            if not self.window and now >= measure_at:
+                stop_after = self.open_window(now)
+            start = self.low + offset
+            sent_at = clock()
+            sock.sendall(self.sent[start:start + size])
+            reply = self.read(sock, size)
+            now = clock()
+            if len(reply) < size:
+                self.errors["short_read"] += 1
+                return
+            if not self.expected.startswith(reply, start):
+                self.mismatches += 1
+            record(now - sent_at)
+            offset = (offset + size) % self.period
+            self.completed += 1
+            if self.progress is not None and not self.completed & 255:
+                self.progress[self.slot] = self.completed - self.baseline_total
+        if self.window:
+            self.window.append(now)
+            if self.probe:
+                self.probe("end")
+
+    @staticmethod
+    def read(sock: socket.socket, size: int) -> bytes:
+        chunks, got = [], 0
+        while got < size:
+            chunk = sock.recv(size - got)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            got += len(chunk)
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+    def open_window(self, now: int) -> float:
+        self.latency.clear()
+        self.baseline_total = self.completed
+        self.window = [now]
+        if self.probe:
+            self.probe("start")
+        return self.completed + self.requests if self.requests else float("inf")
+
+    def per_connection(self) -> list[int]:
+        return [self.window_messages]
+
+    @property
+    def window_messages(self) -> int:
+        return self.completed - self.baseline_total if self.window else 0

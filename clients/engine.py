@@ -1,0 +1,396 @@
+"""The hot path: one worker thread multiplexing many connections over epoll.
+
+A load generator that is slower than the server measures itself, so this is
+laid out the way wrk and tcpkali are, not the way tutorials are: a few threads,
+each running its own event loop over its share of the connections, instead of
+one blocking thread per connection. Per message the loop does one ``recv``, one
+``bytes.startswith`` (a ``memcmp`` against the expected stream at an offset,
+without copying), one ``array.append`` of the latency, and one ``send``;
+everything else (timeouts, phase changes, progress) happens in
+:meth:`EpollWorker.housekeeping`, a few times a second.
+"""
+
+from __future__ import annotations
+
+import errno
+import select
+import socket
+import time
+from collections import Counter, deque
+
+from .payload import Stream
+from .results import LatencyRecorder
+
+EPOLLIN, EPOLLOUT = select.EPOLLIN, select.EPOLLOUT
+TICK_S = 0.02  # housekeeping period, and the longest a poll blocks
+clock = time.monotonic_ns  # CLOCK_MONOTONIC: comparable across the worker processes
+
+_KINDS = {errno.ECONNREFUSED: "refused", errno.ECONNRESET: "reset", errno.EPIPE: "reset",
+          errno.ECONNABORTED: "reset", errno.ETIMEDOUT: "timeout", errno.EHOSTUNREACH: "unreachable",
+          errno.ENETUNREACH: "unreachable"}
+
+
+def error_kind(exc_or_errno: OSError | int) -> str:
+    """Sort socket failures into the few kinds the report counts."""
+    code = exc_or_errno if isinstance(exc_or_errno, int) else exc_or_errno.errno
+    if isinstance(exc_or_errno, (socket.timeout, TimeoutError)):
+        return "timeout"
+    return _KINDS.get(code, errno.errorcode.get(code, "error").lower())
+
+
+class Connection:
+    """One client connection's state: where it is in its stream, and what it is owed."""
+
+    __slots__ = ("index", "sock", "recv", "send", "expected", "out", "rpos", "spos", "low", "high",
+                 "partial", "owed", "sent_at", "messages", "corrupt", "connect_started", "writing", "period")
+
+    def __init__(self, index: int, stream: Stream) -> None:
+        self.index = index
+        self.sock: socket.socket | None = None
+        self.expected = stream.expected
+        self.out = memoryview(stream.sent)
+        self.low, self.high, self.period = stream.base, stream.base + stream.period, stream.period
+        self.rpos = self.spos = stream.base  # next byte expected / next byte to send
+        self.partial = 0  # bytes of the current reply received so far
+        self.owed = 0  # bytes queued but not yet accepted by the kernel
+        self.sent_at: deque[int] = deque()  # send (or, open loop, intended) time per message in flight
+        self.messages = 0
+        self.corrupt = False  # the reply being received has a byte that differs
+        self.writing = False  # registered for EPOLLOUT
+
+    def open(self, family: int, sockaddr: tuple) -> int:
+        """Start a non-blocking connect; 0 or EINPROGRESS means it is under way."""
+        self.sock = socket.socket(family, socket.SOCK_STREAM)
+        self.sock.setblocking(False)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.recv, self.send = self.sock.recv, self.sock.send
+        self.connect_started = clock()
+        return self.sock.connect_ex(sockaddr)
+
+
+class EpollWorker:
+    """Drives its connections from connect to close inside one thread.
+
+    ``schedule`` is shared by every worker of the run: a barrier passed once
+    all have connected, then the same warmup and window lengths for all.
+    """
+
+    def __init__(self, spec, streams: list[tuple[int, Stream]], address: tuple, schedule,
+                 progress=None, slot: int = 0, requests: int = 0, rate: float = 0.0, probe=None) -> None:
+        self.spec = spec
+        self.size = spec.size
+        self.family, self.sockaddr = address
+        self.conns = [Connection(index, stream) for index, stream in streams]
+        self.by_fd: dict[int, Connection] = {}
+        self.epoll = select.epoll()
+        self.schedule = schedule
+        self.progress, self.slot = progress, slot
+        self.requests, self.rate = requests, rate
+        self.probe = probe  # called at the window's start and end (the first worker samples CPU)
+        self.latency = LatencyRecorder()
+        self.connect_latency = LatencyRecorder()
+        self.errors: Counter = Counter()
+        self.mismatches = 0
+        self.completed = 0
+        self.window: list[int] = []  # [start_ns, end_ns]
+        self.baseline: list[int] = []
+        self.baseline_total = 0
+        self.now = 0
+        self.timeout_ns = int(spec.timeout * 1e9)
+        period = streams[0][1].period if streams else spec.size
+        # A closed loop never has more than --pipeline replies owed; an open one may.
+        self.cap = period if rate else min(spec.pipeline * spec.size, period)
+        self.running = True
+
+    # -- lifetime ----------------------------------------------------------------
+
+    def run(self) -> None:
+        try:
+            self.connect_all()
+            self.schedule.wait()
+            now = clock()
+            self.measure_at = now + int(self.spec.warmup_seconds * 1e9)
+            self.stop_at = self.measure_at + int(self.spec.run_seconds * 1e9)
+            self.stop_after = float("inf")
+            self.next_tick = now
+            if self.rate:
+                self.open_loop(now)
+            else:
+                for conn in self.conns:
+                    if conn.sock is not None:
+                        self.queue(conn, self.spec.pipeline, now)
+                self.closed_loop()
+            if not self.window:  # stopped before the window opened: an empty one
+                self.window = [clock(), clock()]
+        finally:
+            for conn in self.conns:
+                if conn.sock is not None:
+                    conn.sock.close()
+            self.epoll.close()
+            self.latency.fold()
+            self.connect_latency.fold()
+
+    def connect_all(self) -> None:
+        """Non-blocking connects for all, then wait (up to --connect-timeout) for each to resolve."""
+        pending: set[int] = set()
+        for conn in self.conns:
+            code = conn.open(self.family, self.sockaddr)
+            if code not in (0, errno.EINPROGRESS):
+                self.fail(conn, error_kind(code))
+                continue
+            fd = conn.sock.fileno()
+            self.by_fd[fd] = conn
+            self.epoll.register(fd, EPOLLOUT)
+            pending.add(fd)
+        deadline = clock() + int(self.spec.connect_timeout * 1e9)
+        while pending and clock() < deadline:
+            for fd, _ in self.epoll.poll(TICK_S):
+                conn = self.by_fd[fd]
+                pending.discard(fd)
+                code = conn.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+                if code:
+                    self.fail(conn, error_kind(code))
+                else:
+                    self.connect_latency.record(clock() - conn.connect_started)
+                    self.epoll.modify(fd, EPOLLIN)
+        for fd in pending:
+            self.fail(self.by_fd[fd], "timeout")
+
+    # -- the two loops -------------------------------------------------------------
+
+    def closed_loop(self) -> None:
+        """Each complete reply releases the next message on its connection.
+
+        The common case (one whole reply in one read, verified, the next
+        message accepted whole by the kernel) is written out inline: at 100k+
+        messages/s, a Python method call per step is a measurable share of the
+        client's time. Anything else takes the general path.
+        """
+        poll, by_fd, size, cap = self.epoll.poll, self.by_fd, self.size, self.cap
+        record, general = self.latency.record, self.general_event
+        maxevents = len(self.conns) + 1
+        while self.running:
+            for fd, mask in poll(TICK_S, maxevents):
+                conn = by_fd[fd]
+                if mask != EPOLLIN or conn.partial or conn.owed or conn.corrupt:
+                    general(conn, mask)
+                    continue
+                try:
+                    data = conn.recv(cap)
+                except BlockingIOError:
+                    continue
+                except OSError as exc:
+                    self.fail(conn, error_kind(exc))
+                    continue
+                now = clock()
+                if len(data) != size or not conn.expected.startswith(data, conn.rpos):
+                    done = self.absorb(conn, data, now)
+                    if done:
+                        self.queue(conn, done, now)
+                    continue
+                rpos = conn.rpos + size
+                conn.rpos = rpos if rpos < conn.high else rpos - conn.period
+                conn.messages += 1
+                self.completed += 1
+                sent_at = conn.sent_at
+                record(now - sent_at.popleft())
+                sent_at.append(now)
+                spos = conn.spos
+                try:
+                    sent = conn.send(conn.out[spos:spos + size])
+                except BlockingIOError:
+                    sent = 0
+                except OSError as exc:
+                    self.fail(conn, error_kind(exc))
+                    continue
+                if sent == size:
+                    spos += size
+                    conn.spos = spos if spos < conn.high else spos - conn.period
+                else:
+                    conn.owed = size - sent
+                    self.advance(conn, sent)
+            if self.completed >= self.stop_after or clock() >= self.next_tick:
+                self.housekeeping()
+
+    def general_event(self, conn: Connection, mask: int) -> None:
+        if mask & EPOLLOUT:
+            self.flush(conn)
+        if mask != EPOLLOUT and conn.sock is not None:
+            done = self.receive(conn)
+            if done:
+                self.queue(conn, done, self.now)
+
+    def open_loop(self, start: int) -> None:
+        """Messages leave on a fixed schedule, whatever the replies do.
+
+        Each message carries its *intended* send time: if the server stalls,
+        the messages that should have gone out meanwhile are charged the stall
+        (no coordinated omission).
+        """
+        poll, by_fd, receive = self.epoll.poll, self.by_fd, self.receive
+        interval = 1e9 / self.rate
+        sent = 0
+        while self.running:
+            now = clock()
+            due = start + int(sent * interval)
+            if due <= now:
+                live = [conn for conn in self.conns if conn.sock is not None]
+                while due <= now and live:
+                    conn = live[sent % len(live)]
+                    conn.sent_at.append(due)
+                    conn.owed += self.size
+                    self.flush(conn)
+                    sent += 1
+                    due = start + int(sent * interval)
+            wait = min(TICK_S, max(0.0, (due - clock()) / 1e9))
+            for fd, mask in poll(wait):
+                conn = by_fd[fd]
+                if mask & EPOLLOUT:
+                    self.flush(conn)
+                if mask != EPOLLOUT and conn.sock is not None:
+                    receive(conn)
+            if self.completed >= self.stop_after or clock() >= self.next_tick:
+                self.housekeeping()
+
+    # -- per message ---------------------------------------------------------------
+
+    def receive(self, conn: Connection) -> int:
+        """Read what is there, verify every byte, record latencies; the replies completed."""
+        try:
+            data = conn.recv(self.cap)
+        except BlockingIOError:
+            return 0
+        except OSError as exc:
+            self.fail(conn, error_kind(exc))
+            return 0
+        self.now = clock()
+        return self.absorb(conn, data, self.now)
+
+    def absorb(self, conn: Connection, data: bytes, now: int) -> int:
+        n = len(data)
+        if not n:
+            self.fail(conn, "short_read")
+            return 0
+        if not conn.expected.startswith(data, conn.rpos):
+            self.mismatches += self.bad_messages(conn, data)
+        elif conn.corrupt and conn.partial + n >= self.size:
+            self.mismatches += 1  # an earlier read spoiled the message this one completes
+            conn.corrupt = False
+        rpos = conn.rpos + n
+        conn.rpos = rpos if rpos < conn.high else rpos - conn.period
+        partial = conn.partial + n
+        size = self.size
+        if partial < size:
+            conn.partial = partial
+            return 0
+        done, conn.partial = divmod(partial, size)
+        conn.messages += done
+        self.completed += done
+        record, sent_at = self.latency.record, conn.sent_at
+        for _ in range(done):
+            record(now - sent_at.popleft())
+        return done
+
+    def bad_messages(self, conn: Connection, data: bytes) -> int:
+        """The slow path, taken only when a read differs: how many messages it completes wrongly.
+
+        Walks the read message by message so that a corrupt byte is charged
+        to the message it belongs to; a corrupt message still incomplete at
+        the end of the read is remembered in ``conn.corrupt``.
+        """
+        size, period = self.size, conn.high - conn.low
+        pos, partial, rpos, bad = 0, conn.partial, conn.rpos, 0
+        while pos < len(data):
+            seg = min(size - partial, len(data) - pos)
+            if not conn.expected.startswith(data[pos:pos + seg], rpos):
+                conn.corrupt = True
+            pos, partial, rpos = pos + seg, partial + seg, rpos + seg
+            rpos = rpos if rpos < conn.high else rpos - conn.period
+            if partial == size:
+                bad += conn.corrupt
+                partial, conn.corrupt = 0, False
+        return bad
+
+    def queue(self, conn: Connection, messages: int, now: int) -> None:
+        conn.sent_at.extend([now] * messages) if messages > 1 else conn.sent_at.append(now)
+        conn.owed += messages * self.size
+        self.flush(conn)
+
+    def flush(self, conn: Connection) -> None:
+        """Hand the kernel as much of what is owed as it takes; wait for EPOLLOUT for the rest."""
+        spos = conn.spos
+        try:
+            sent = conn.send(conn.out[spos:spos + min(conn.owed, conn.period)])
+        except BlockingIOError:
+            sent = 0
+        except OSError as exc:
+            self.fail(conn, error_kind(exc))
+            return
+        conn.owed -= sent
+        self.advance(conn, sent)
+
+    def advance(self, conn: Connection, sent: int) -> None:
+        """Move the send position on; watch for EPOLLOUT exactly while something is owed."""
+        spos = conn.spos + sent
+        conn.spos = spos if spos < conn.high else spos - conn.period
+        if bool(conn.owed) != conn.writing:
+            conn.writing = bool(conn.owed)
+            self.epoll.modify(conn.sock.fileno(), EPOLLIN | EPOLLOUT if conn.writing else EPOLLIN)
+
+    def fail(self, conn: Connection, kind: str) -> None:
+        """Count the failure and drop the connection; the others carry on."""
+        self.errors[kind] += 1
+        if conn.sock is None:
+            return
+        fd = conn.sock.fileno()
+        if self.by_fd.pop(fd, None) is not None:
+            self.epoll.unregister(fd)
+        conn.sock.close()
+        conn.sock = None
+
+    # -- a few times a second ------------------------------------------------------
+
+    def housekeeping(self) -> None:
+        now = clock()
+        self.next_tick = now + int(TICK_S * 1e9)
+        if not self.window and now >= self.measure_at:
+            self.open_window(now)
+        if self.window and (now >= self.stop_at or self.completed >= self.stop_after):
+            self.close_window(now)
+        stale = now - self.timeout_ns
+        for conn in self.conns:
+            if conn.sock is not None and conn.sent_at and conn.sent_at[0] < stale:
+                self.fail(conn, "timeout")
+        if not self.by_fd:
+            self.running = False
+            if self.window and len(self.window) == 1:
+                self.close_window(now)
+        self.latency.maybe_fold()
+        if self.progress is not None:
+            self.progress[self.slot] = self.completed - (self.baseline_total if self.window else 0)
+
+    def open_window(self, now: int) -> None:
+        """Warmup is over: forget what was recorded so far and start counting."""
+        self.latency.clear()
+        self.baseline = [conn.messages for conn in self.conns]
+        self.baseline_total = self.completed
+        if self.requests:
+            self.stop_after = self.completed + self.requests
+        self.window = [now]
+        if self.probe:
+            self.probe("start")
+
+    def close_window(self, now: int) -> None:
+        if len(self.window) == 1:
+            self.window.append(now)
+            if self.probe:
+                self.probe("end")
+        self.running = False
+
+    def per_connection(self) -> list[int]:
+        base = self.baseline or [0] * len(self.conns)
+        return [conn.messages - before for conn, before in zip(self.conns, base)]
+
+    @property
+    def window_messages(self) -> int:
+        return self.completed - getattr(self, "baseline_total", self.completed)

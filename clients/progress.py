@@ -1,0 +1,30 @@
+"""The live progress line on a terminal: messages/s so far and errors, rewritten in place."""
+
+from __future__ import annotations
+
+import sys
+import time
+
+
+class ProgressLine:
+    """Fed every half second with the workers' counters; draws one ``\\r`` line on stderr."""
+
+    def __init__(self, spec, stream=None) -> None:
+        self.spec = spec
+        self.stream = stream or sys.stderr
+        self.started = time.monotonic()
+        self.last = (self.started, 0)
+
+    def update(self, progress: list, errors: list) -> None:
+        now, done = time.monotonic(), sum(progress)
+        then, before = self.last
+        rate = (done - before) / (now - then) if now > then else 0.0
+        self.last = (now, done)
+        phase = "warmup " if now - self.started < self.spec.warmup_seconds else ""
+        self.stream.write(f"\r{phase}{now - self.started:6.1f} s  {done:>12,} msgs  {rate:>11,.0f} msg/s"
+                          f"  errors {sum(errors):,}   ")
+        self.stream.flush()
+
+    def clear(self) -> None:
+        self.stream.write("\r" + " " * 72 + "\r")
+        self.stream.flush()

@@ -1,0 +1,49 @@
+"""Plain-text rendering of a result, for people (``--json`` is for programs)."""
+
+from __future__ import annotations
+
+
+def format_summary(result: dict) -> str:
+    mode = f"open loop at {result['rate']:,.0f} msg/s" if result.get("rate") else \
+        f"closed loop, {result.get('pipeline', 1)} in flight"
+    label = f" backend={result['backend']}" if result.get("backend") else ""
+    lat, conn, fair = result["latency_us"], result["connect_us"], result["fairness"]
+    lines = [
+        f"echo-load: {result.get('target', '?')}{label}  {result['clients']} clients, "
+        f"{result['processes']} process(es) x {result.get('threads', '?')} thread(s), {result['size']} B, {mode}",
+        f"  messages   {result['messages']:,} in {result['duration_s']:.2f} s: "
+        f"{result['msgs_per_s']:,.1f} msg/s, {result['mb_per_s']:.2f} MB/s",
+        f"  latency    {_percentiles(lat)}",
+        f"  connect    {_percentiles(conn)}",
+        f"  fairness   {fair['served']}/{fair['connections']} connections served; msg/s per connection "
+        f"min {_num(fair['rate_min'])} median {_num(fair['rate_median'])} max {_num(fair['rate_max'])}",
+        f"  cpu        {_cpu(result)}",
+        f"  errors     {_errors(result['errors'])}",
+        f"  mismatches {result['mismatches']:,}",
+    ]
+    return "\n".join(lines)
+
+
+def _percentiles(summary: dict) -> str:
+    if summary.get("p50") is None:
+        return "none recorded"
+    return (f"p50 {summary['p50']:,} us  p90 {summary['p90']:,}  p99 {summary['p99']:,}  "
+            f"p99.9 {summary['p999']:,}  max {summary['max']:,} us")
+
+
+def _num(value) -> str:
+    return "-" if value is None else f"{value:,.1f}"
+
+
+def _cpu(result: dict) -> str:
+    cpu = result.get("cpu") or {}
+    per_process = cpu.get("per_process_percent") or []
+    text = "client " + (" + ".join(f"{p:.0f}%" for p in per_process) if per_process else "client ?")
+    server = result.get("server") or {}
+    if server.get("cpu_percent") is not None:
+        text += f"; server {server['cpu_percent']:.0f}%, {server['rss_mb']:.1f} MiB RSS"
+    return text + " (100% = one core)"
+
+
+def _errors(errors: dict) -> str:
+    return ", ".join(f"{kind} {count:,}" for kind, count in sorted(errors.items())) if errors else "none"

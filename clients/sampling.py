@@ -1,0 +1,92 @@
+"""Who is the bottleneck: the client's own CPU, and the server's when its PID is known.
+
+A load generator that is saturated measures itself. Each process samples its
+own CPU time over the window; with ``--server-pid`` (``echo-bench`` passes
+it) the server's CPU and memory, children included (the fork backend), are
+sampled over the same window. A Python process is saturated near one core,
+whatever its thread count: the GIL lets one thread run Python at a time.
+"""
+
+from __future__ import annotations
+
+import time
+
+import psutil
+
+SATURATED_PERCENT = 90.0
+
+
+class CpuProbe:
+    """Marked by the first worker at the window's start and end; the rest reads the marks."""
+
+    def __init__(self, server_pid: int = 0) -> None:
+        self.server_pid = server_pid
+        self.marks: dict[str, tuple] = {}
+
+    def mark(self, moment: str) -> None:
+        self.marks[moment] = (time.monotonic(), time.process_time(), self._server_cpu(), self._server_rss())
+
+    def client_summary(self) -> dict:
+        percent = self._percent(1)
+        if percent is None:
+            return {"per_process_percent": [], "saturated": False}
+        return {"per_process_percent": [percent], "saturated": percent >= SATURATED_PERCENT}
+
+    def server_summary(self) -> dict | None:
+        if not self.server_pid or "end" not in self.marks:
+            return None
+        return {"pid": self.server_pid, "cpu_percent": self._percent(2), "rss_mb": self.marks["end"][3]}
+
+    def _percent(self, field: int) -> float | None:
+        if "start" not in self.marks or "end" not in self.marks:
+            return None
+        start, end = self.marks["start"], self.marks["end"]
+        wall = end[0] - start[0]
+        if wall <= 0 or start[field] is None or end[field] is None:
+            return None
+        return round(100.0 * (end[field] - start[field]) / wall, 1)
+
+    def _processes(self) -> list:
+        try:
+            server = psutil.Process(self.server_pid)
+            return [server, *server.children(recursive=True)]
+        except psutil.Error:
+            return []
+
+    def _server_cpu(self) -> float | None:
+        if not self.server_pid:
+            return None
+        total = 0.0
+        for n, process in enumerate(self._processes()):
+            try:
+                times = process.cpu_times()
+                total += times.user + times.system
+                if n == 0:  # children already reaped by the server (fork backend)
+                    total += times.children_user + times.children_system
+            except psutil.Error:
+                pass  # a fork child that just exited
+        return total
+
+    def _server_rss(self) -> float | None:
+        if not self.server_pid:
+            return None
+        total = 0
+        for process in self._processes():
+            try:
+                total += process.memory_info().rss
+            except psutil.Error:
+                pass
+        return round(total / 2**20, 1)
+
+
+def judge_bottleneck(result: dict) -> None:
+    """Set ``client_bound``: the client was saturated while the server was not (None: can't tell)."""
+    client_saturated = (result.get("cpu") or {}).get("saturated", False)
+    server = result.get("server") or {}
+    server_percent = server.get("cpu_percent")
+    if not client_saturated:
+        result["client_bound"] = False
+    elif server_percent is None:
+        result["client_bound"] = None
+    else:
+        result["client_bound"] = server_percent < SATURATED_PERCENT
