@@ -52,9 +52,9 @@ echo-load)
         name=${target%%=*}
         address=${target#*=}
         echo "bench: $name at $address" >&2
-        if ! echo-load --host "${address%:*}" --port "${address##*:}" \
+        if ! echo-load --host "${address%:*}" --port "${address##*:}" --backend "$name" \
             --clients "$clients" --duration "$duration" --size "$size" \
-            --json >"$runs/$name.json"; then
+            --quiet --json >"$runs/$name.json"; then
             echo "bench: echo-load reported errors for $name" >&2
             status=1
         fi
