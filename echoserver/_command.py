@@ -31,6 +31,24 @@ class Size(click.ParamType):
         return int(match.group(1)) * _UNITS[unit]
 
 
+class WorkerCount(click.ParamType):
+    """A number of worker processes, or ``auto``: one per CPU available to this process."""
+
+    name = "N|auto"
+
+    def convert(self, value, param, ctx):  # noqa: ANN001 - click's signature
+        if isinstance(value, int):
+            return value
+        if str(value).strip().lower() == "auto":
+            from ._cpus import available_cpus
+
+            return available_cpus()
+        try:
+            return int(value)
+        except ValueError:
+            self.fail(f"{value!r} is not a number of workers (a whole number, or auto)", param, ctx)
+
+
 SIZE = Size()
 DEFAULTS = ServerConfig()
 
@@ -77,6 +95,10 @@ def _list_backends(ctx: click.Context, param: click.Parameter, value: bool) -> N
               help="Bytes read from a connection at a time.")
 @click.option("--write-buffer-limit", type=SIZE, default=DEFAULTS.write_buffer_limit, show_envvar=True,
               help="Unsent reply bytes per connection before the server stops reading from it.")
+@click.option("--workers", type=WorkerCount(), default=DEFAULTS.workers, show_envvar=True,
+              help="Processes accepting on the one listening socket, each running the backend, under a supervisor "
+                   "that restarts them; auto: one per available CPU. With fork: N accepting processes that each "
+                   "fork per connection.")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info",
               show_envvar=True, help="Peer resets and timeouts are logged at debug.")
 @click.option("--list-backends", is_flag=True, expose_value=False, is_eager=True, callback=_list_backends,

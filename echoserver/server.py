@@ -41,7 +41,19 @@ def serve(config: ServerConfig, *, on_ready: Callable[[tuple], None] | None = No
 
     Raises :class:`~echoserver.config.ConfigError` (before anything is served)
     when the backend is unavailable or the address cannot be bound.
+
+    With ``config.workers > 1`` this process becomes the supervisor of that many
+    worker processes (:mod:`echoserver.supervisor`); the counters stay in the
+    workers, so the returned ones are empty, and ``SystemExit(1)`` is raised if
+    a worker did not drain cleanly.
     """
+    if config.workers > 1:
+        from .supervisor import supervise
+
+        status = supervise(config)
+        if status:
+            raise SystemExit(status)
+        return Stats()
     backend_class = backends.load(config.backend)
     listener = bind_listener(config)
     address = listener.getsockname()
