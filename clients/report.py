@@ -41,7 +41,7 @@ def _cpu(result: dict) -> str:
     text = "client " + (" + ".join(f"{p:.0f}%" for p in per_process) if per_process else "client ?")
     server = result.get("server") or {}
     if server.get("cpu_percent") is not None:
-        text += f"; server {server['cpu_percent']:.0f}%, {server['rss_mb']:.1f} MiB RSS"
+        text += f"; server {server['cpu_percent']:.0f}%, {server['pss_mb']:.1f} MiB PSS"
     return text + " (100% = one core)"
 
 

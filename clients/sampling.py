@@ -24,7 +24,8 @@ class CpuProbe:
         self.marks: dict[str, tuple] = {}
 
     def mark(self, moment: str) -> None:
-        self.marks[moment] = (time.monotonic(), time.process_time(), self._server_cpu(), self._server_rss())
+        memory = self._server_memory() if moment == "end" else None
+        self.marks[moment] = (time.monotonic(), time.process_time(), self._server_cpu(), memory)
 
     def client_summary(self) -> dict:
         percent = self._percent(1)
@@ -35,7 +36,9 @@ class CpuProbe:
     def server_summary(self) -> dict | None:
         if not self.server_pid or "end" not in self.marks:
             return None
-        return {"pid": self.server_pid, "cpu_percent": self._percent(2), "rss_mb": self.marks["end"][3]}
+        rss, pss, processes = self.marks["end"][3] or (None, None, None)
+        return {"pid": self.server_pid, "processes": processes, "cpu_percent": self._percent(2),
+                "rss_mb": rss, "pss_mb": pss}
 
     def _percent(self, field: int) -> float | None:
         if "start" not in self.marks or "end" not in self.marks:
@@ -67,16 +70,20 @@ class CpuProbe:
                 pass  # a fork child that just exited
         return total
 
-    def _server_rss(self) -> float | None:
+    def _server_memory(self) -> tuple[float, float, int] | None:
+        """(RSS, PSS) in MiB and the process count, children included. RSS counts a fork child's pages shared with
+        its parent once per process; PSS splits them fairly, so it is the figure to compare."""
         if not self.server_pid:
             return None
-        total = 0
-        for process in self._processes():
+        rss = pss = 0
+        processes = self._processes()
+        for process in processes:
             try:
-                total += process.memory_info().rss
+                memory = process.memory_full_info()
+                rss, pss = rss + memory.rss, pss + getattr(memory, "pss", memory.rss)
             except psutil.Error:
                 pass
-        return round(total / 2**20, 1)
+        return round(rss / 2**20, 1), round(pss / 2**20, 1), len(processes)
 
 
 def judge_bottleneck(result: dict) -> None:

@@ -1,0 +1,36 @@
+"""``echo-bench`` scenarios: what load to offer, and (for servers it starts) how to configure them.
+
+Each scenario is there to make one property of the concurrency models visible.
+``server_args`` only apply when ``echo-bench`` starts the servers; servers
+given with ``--target`` must already be configured alike (for example
+``ECHOSERVER_CPU_WORK`` in their environment).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    teaches: str
+    server_args: tuple[str, ...] = ()
+    load: dict = field(default_factory=dict)  # LoadSpec fields; the command line overrides them
+
+
+SCENARIOS = {
+    scenario.name: scenario
+    for scenario in (
+        Scenario("echo", "plain echo, 64-byte messages: the per-message overhead of each model",
+                 load={"clients": 20, "size": 64}),
+        Scenario("cpu", "5,000 pure-Python iterations per message: threads serialise on the GIL, "
+                        "processes (fork) do not", ("--cpu-work", "5000"), load={"clients": 8, "size": 64}),
+        Scenario("io", "20 ms of simulated IO per message: greenlets and the event loop overlap the waits, "
+                       "a 64-thread pool caps concurrency", ("--io-delay", "20"),
+                 load={"clients": 200, "size": 64, "timeout": 30.0}),
+        Scenario("many", "1,000 mostly idle connections (2 msg/s each): memory per connection, "
+                         "from the server's PSS", ("--max-children", "1100"),
+                 load={"clients": 1000, "size": 64, "rate": 2000.0, "timeout": 30.0, "connect_timeout": 20.0}),
+    )
+}

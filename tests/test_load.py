@@ -1,0 +1,230 @@
+"""echo-load: every backend, every echoed byte verified, errors counted by kind, exit codes."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import socket
+import struct
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SHORT = ("--duration", "0.6", "--warmup", "0.1")
+REQUIRED = {"backend", "clients", "processes", "size", "duration_s", "messages", "bytes", "msgs_per_s",
+            "mb_per_s", "latency_us", "errors", "mismatches", "histogram", "connect_us", "fairness", "cpu"}
+
+
+def echo_load(*args: str, timeout: float = 60) -> tuple[int, dict | None, str]:
+    """Run the real CLI; (exit code, parsed --json result or None, stderr)."""
+    proc = subprocess.run([sys.executable, "-m", "clients.load", *args], capture_output=True, text=True,
+                          timeout=timeout, cwd=ROOT)
+    result = json.loads(proc.stdout) if "--json" in args and proc.stdout.strip() else None
+    return proc.returncode, result, proc.stderr
+
+
+def port_args(address) -> tuple[str, ...]:
+    return ("--host", address[0], "--port", str(address[1]))
+
+
+@contextlib.contextmanager
+def misbehaving_server(respond):
+    """A tiny thread-per-connection server whose replies ``respond(conn)`` gets wrong on purpose."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(0.05)
+    stop = threading.Event()
+
+    def accept() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            conn.settimeout(None)
+            threading.Thread(target=_serve, args=(conn, respond), daemon=True).start()
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    try:
+        yield listener.getsockname()[:2]
+    finally:
+        stop.set()
+        thread.join()
+        listener.close()
+
+
+def _serve(conn: socket.socket, respond) -> None:
+    with conn, contextlib.suppress(OSError):
+        respond(conn)
+
+
+def flip_first_byte(conn: socket.socket) -> None:
+    while data := conn.recv(65536):
+        conn.sendall(bytes([data[0] ^ 0x01]) + data[1:])
+
+
+def reset_after_first_message(conn: socket.socket) -> None:
+    conn.recv(65536)
+    conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # close() sends RST
+
+
+# -- against every backend ------------------------------------------------------------
+
+
+def test_every_byte_comes_back_from_each_backend(server, backend):
+    code, result, stderr = echo_load(*port_args(server.address), "--clients", "8", *SHORT,
+                                     "--backend", backend, "--json")
+    assert code == 0, stderr
+    assert result["backend"] == backend
+    assert result["messages"] > 0 and result["bytes"] == result["messages"] * 64
+    assert result["errors"] == {} and result["mismatches"] == 0
+    assert result["fairness"]["served"] == 8
+    assert 0 < result["latency_us"]["p50"] <= result["latency_us"]["p99"] <= result["latency_us"]["max"]
+
+
+# -- verification and errors ----------------------------------------------------------------
+
+
+def test_a_corrupted_byte_is_a_mismatch_and_exit_1():
+    with misbehaving_server(flip_first_byte) as address:
+        code, result, _ = echo_load(*port_args(address), "--clients", "2", *SHORT, "--json")
+    assert code == 1
+    assert result["mismatches"] >= result["messages"] > 0  # every message was spoiled
+    assert result["ok"] is False
+
+
+def test_a_server_that_is_down_is_counted_not_a_traceback():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]  # nothing listens once it is closed
+    code, result, stderr = echo_load("--port", str(port), "--clients", "5", *SHORT, "--json")
+    assert code == 1
+    assert result["errors"] == {"refused": 5}
+    assert result["messages"] == 0 and result["fairness"]["served"] == 0
+    assert "Traceback" not in stderr
+
+
+def test_a_reset_is_counted_by_kind():
+    with misbehaving_server(reset_after_first_message) as address:
+        code, result, _ = echo_load(*port_args(address), "--clients", "3", *SHORT, "--json")
+    assert code == 1
+    assert result["errors"].get("reset", 0) + result["errors"].get("short_read", 0) == 3
+    assert result["errors"].get("reset", 0) >= 1
+
+
+def test_expect_upper_checks_against_the_servers_own_handler(start_server):
+    upper = start_server("--backend", "asyncio", "--handler", "upper")
+    code, result, stderr = echo_load(*port_args(upper.address), "--clients", "2", *SHORT, "--payload", "ascii",
+                                     "--expect", "upper", "--json")
+    assert code == 0, stderr
+    assert result["messages"] > 0 and result["mismatches"] == 0
+    code, result, _ = echo_load(*port_args(upper.address), "--clients", "2", *SHORT, "--payload", "ascii", "--json")
+    assert code == 1 and result["mismatches"] > 0  # expecting a plain echo from an upper-casing server
+
+
+def test_ascii_payload_is_whole_lines_for_the_line_handler(start_server):
+    lines = start_server("--backend", "thread", "--handler", "line")
+    code, result, stderr = echo_load(*port_args(lines.address), "--clients", "2", *SHORT, "--size", "100",
+                                     "--payload", "ascii", "--json")
+    assert code == 0, stderr
+    assert result["messages"] > 0
+
+
+# -- modes ------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def fast_server():
+    from echoserver.process import ServerProcess
+
+    with ServerProcess("--backend", "asyncio", "--log-level", "warning") as server:
+        yield server
+
+
+def test_rate_holds_within_5_percent(fast_server):
+    code, result, stderr = echo_load(*port_args(fast_server.address), "--clients", "10", "--rate", "2000",
+                                     "--duration", "3", "--warmup", "0.5", "--json")
+    assert code == 0, stderr
+    assert result["rate"] == 2000
+    assert abs(result["msgs_per_s"] - 2000) <= 100, result["msgs_per_s"]
+
+
+def test_requests_stops_after_that_many_replies(fast_server):
+    code, result, stderr = echo_load(*port_args(fast_server.address), "--clients", "4", "--requests", "2000",
+                                     "--json")
+    assert code == 0, stderr
+    assert 2000 <= result["messages"] <= 2000 + 4
+
+
+@pytest.mark.parametrize("mode", [("--pipeline", "8"), ("--processes", "2", "--threads", "2"),
+                                  ("--engine", "blocking"), ("--size", "100000")],
+                         ids=["pipeline", "processes", "blocking", "large-messages"])
+def test_each_mode_verifies_and_counts(fast_server, mode):
+    code, result, stderr = echo_load(*port_args(fast_server.address), "--clients", "4", *SHORT, *mode, "--json")
+    assert code == 0, stderr
+    assert result["messages"] > 0 and result["mismatches"] == 0 and result["errors"] == {}
+    assert result["clients"] == 4 and len(result["per_connection"]) == 4
+    assert result["fairness"]["served"] == 4
+
+
+def test_json_result_has_the_documented_fields(fast_server):
+    code, result, _ = echo_load(*port_args(fast_server.address), "--clients", "3", *SHORT, "--json",
+                                "--server-pid", str(fast_server.pid))
+    assert code == 0
+    assert REQUIRED <= result.keys()
+    assert set(result["latency_us"]) == {"p50", "p90", "p99", "p999", "max"}
+    assert result["clients"] == 3 and result["processes"] == 1 and result["size"] == 64
+    assert isinstance(result["msgs_per_s"], float) and result["msgs_per_s"] > 0
+    assert result["server"]["cpu_percent"] is not None and result["server"]["rss_mb"] > 0
+    assert result["client_bound"] in (True, False)
+
+
+def test_human_output_and_no_progress_line_off_a_terminal(fast_server):
+    code, _, stderr = echo_load(*port_args(fast_server.address), "--clients", "2", *SHORT)
+    assert code == 0
+    assert stderr == ""
+
+
+# -- merge -------------------------------------------------------------------------------------
+
+
+def test_merge_adds_histograms_not_percentiles(fast_server, tmp_path):
+    from clients.results import decode
+
+    parts = []
+    for name in ("a", "b"):
+        code, result, _ = echo_load(*port_args(fast_server.address), "--clients", "2", *SHORT, "--json")
+        assert code == 0
+        (tmp_path / f"{name}.json").write_text(json.dumps(result))
+        parts.append(result)
+    proc = subprocess.run([sys.executable, "-m", "clients.load", "merge", str(tmp_path / "a.json"),
+                           str(tmp_path / "b.json"), "--json"], capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    merged = json.loads(proc.stdout)
+    assert merged["messages"] == parts[0]["messages"] + parts[1]["messages"]
+    assert merged["clients"] == 4
+    both = decode(parts[0]["histogram"])
+    both.add(decode(parts[1]["histogram"]))
+    assert decode(merged["histogram"]).get_total_count() == both.get_total_count()
+    assert merged["latency_us"]["p99"] == round(both.get_value_at_percentile(99.0) / 1000, 1)
+    assert merged["msgs_per_s"] == pytest.approx(parts[0]["msgs_per_s"] + parts[1]["msgs_per_s"], rel=1e-3)
+
+
+# -- usage errors ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("args", [("--clients", "0"), ("--bogus",), ("--host", "no-such-host.invalid"),
+                                  ("--payload", "zeros"), ("--port", "70000"), ("merge",),
+                                  ("merge", "/nonexistent.json")],
+                         ids=["clients", "option", "host", "payload", "port", "merge-nothing", "merge-missing"])
+def test_usage_errors_are_one_line_and_exit_2(args):
+    code, _, stderr = echo_load(*args, *SHORT)
+    assert code == 2
+    assert len(stderr.strip().splitlines()) == 1 and "Traceback" not in stderr
+    assert stderr.startswith("echo-load")
