@@ -1,0 +1,78 @@
+"""echo-bench: several runs side by side, written out as table, CSV, JSON and chart."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from clients.bench import Run, parse_run, parse_target
+
+ROOT = Path(__file__).resolve().parent.parent
+QUICK = ("--duration", "0.5", "--warmup", "0.1", "--clients", "4")
+
+
+def echo_bench(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "clients.bench", *args], capture_output=True, text=True,
+                          timeout=120, cwd=ROOT)
+
+
+def rows(out: Path) -> dict[str, dict]:
+    with (out / "results.csv").open() as handle:
+        return {row["label"]: row for row in csv.DictReader(handle)}
+
+
+def test_two_backends_give_table_csv_json_and_chart(tmp_path):
+    proc = echo_bench("--backend", "thread", "--backend", "asyncio", *QUICK, "--out", str(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    table = rows(tmp_path)
+    assert set(table) == {"thread", "asyncio"}
+    for row in table.values():
+        assert int(row["messages"]) > 0 and row["errors"] == "none" and row["connections_served"] == "4"
+        assert float(row["server_cpu_percent"]) > 0 and float(row["server_pss_mb"]) > 0
+    markdown = (tmp_path / "results.md").read_text()
+    assert "echo-bench --backend thread --backend asyncio" in markdown
+    assert "| thread |" in markdown and "| asyncio |" in markdown and "results.png" in markdown
+    assert (tmp_path / "results.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    document = json.loads((tmp_path / "results.json").read_text())
+    assert document["scenario"] == "echo" and [run["label"] for run in document["runs"]] == ["thread", "asyncio"]
+
+
+def test_a_running_server_is_measured_with_target(start_server, tmp_path):
+    server = start_server("--backend", "gevent")
+    proc = echo_bench("--target", f"mine=127.0.0.1:{server.port}", *QUICK, "--no-chart", "--out", str(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    assert int(rows(tmp_path)["mine"]["messages"]) > 0
+    assert not (tmp_path / "results.png").exists()
+
+
+def test_each_run_gets_its_own_server_flags(tmp_path):
+    proc = echo_bench("--run", "pool-2=threadpool --pool-size 2", *QUICK, "--no-chart", "--out", str(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    row = rows(tmp_path)["pool-2"]
+    assert row["connections_served"] == "2"  # two pool threads, four clients: two wait their turn
+    assert float(row["conn_rate_min"]) == 0
+
+
+def test_a_server_that_cannot_start_is_reported_and_exit_1(tmp_path):
+    proc = echo_bench("--run", "broken=thread --pool-size 0", *QUICK, "--no-chart", "--out", str(tmp_path))
+    assert proc.returncode == 1
+    assert rows(tmp_path)["broken"]["failed"] == "server did not start"
+
+
+@pytest.mark.parametrize("args", [("--target", "nonsense"), ("--backend", "carrier-pigeon"),
+                                  ("--scenario", "nope"), ("--run", "=thread")])
+def test_usage_errors_exit_2(args, tmp_path):
+    proc = echo_bench(*args, "--out", str(tmp_path))
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("echo-bench: error:") and "Traceback" not in proc.stderr
+
+
+def test_run_and_target_syntax():
+    assert parse_run("w2=uvloop --workers 2") == Run("w2", "uvloop", ("--workers", "2"))
+    assert parse_target("v6=[::1]:9000") == Run("v6", "v6", target=("::1", 9000))
+    assert parse_target("thread=thread:8080").target == ("thread", 8080)
