@@ -4,7 +4,8 @@
 #
 # Environment:
 #   BENCH_TARGETS   "name=host:port ..." (the compose services)
-#   BENCH_CLIENTS, BENCH_DURATION (seconds per backend), BENCH_SIZE (bytes)
+#   BENCH_CLIENTS, BENCH_DURATION (seconds measured per backend, after
+#   BENCH_WARMUP seconds not counted), BENCH_SIZE (bytes)
 #   BENCH_TOOL      auto | echo-bench | echo-load
 #                   auto uses echo-bench when it can measure servers that are
 #                   already running (--target), else one echo-load per backend.
@@ -14,6 +15,7 @@ set -eu
 targets=${BENCH_TARGETS:?set BENCH_TARGETS to "name=host:port ..."}
 clients=${BENCH_CLIENTS:-16}
 duration=${BENCH_DURATION:-5}
+warmup=${BENCH_WARMUP:-1}
 size=${BENCH_SIZE:-64}
 out=${RESULTS_DIR:-/results}
 tool=${BENCH_TOOL:-auto}
@@ -43,7 +45,7 @@ echo-bench)
         set -- "$@" --target "$target"
     done
     echo-bench --scenario echo "$@" \
-        --clients "$clients" --duration "$duration" --size "$size" \
+        --clients "$clients" --duration "$duration" --warmup "$warmup" --size "$size" \
         --out "$out" || status=$?
     ;;
 echo-load)
@@ -53,7 +55,7 @@ echo-load)
         address=${target#*=}
         echo "bench: $name at $address" >&2
         if ! echo-load --host "${address%:*}" --port "${address##*:}" --backend "$name" \
-            --clients "$clients" --duration "$duration" --size "$size" \
+            --clients "$clients" --duration "$duration" --warmup "$warmup" --size "$size" \
             --quiet --json >"$runs/$name.json"; then
             echo "bench: echo-load reported errors for $name" >&2
             status=1
@@ -66,7 +68,7 @@ import pathlib
 import sys
 
 runs, out = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2])
-clients, duration, size = (int(v) for v in sys.argv[3:6])
+clients, duration, size = int(sys.argv[3]), float(sys.argv[4]), int(sys.argv[5])
 names = [target.split("=", 1)[0] for target in sys.argv[6:]]
 
 results = []
@@ -76,14 +78,15 @@ for name in names:
         report = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
         report = {"errors": {"no report": 1}, "detail": str(exc)}
-    report["backend"] = name
+    report["label"] = report["backend"] = name
     results.append(report)
 
+# The same shape as echo-bench's results.json: one entry per run under "runs".
 summary = {
-    "tool": "echo-load",
+    "command": "deploy/bench.sh (echo-load per backend)",
     "scenario": "echo",
-    "parameters": {"clients": clients, "duration_s": duration, "size_bytes": size},
-    "results": results,
+    "load": {"clients": clients, "duration": duration, "size": size},
+    "runs": results,
 }
 (out / "results.json").write_text(json.dumps(summary, indent=2) + "\n")
 
@@ -93,16 +96,16 @@ def cell(value, digits=0):
 
 
 lines = [
-    f"Echo, {clients} clients, {duration} s, {size}-byte messages, over the compose network.",
+    f"Echo, {clients} clients, {duration:g} s, {size}-byte messages, over the compose network.",
     "",
-    "| backend | msgs/s | MB/s | p50 µs | p99 µs | p99.9 µs | errors | mismatches |",
+    "| run | msg/s | MB/s | p50 us | p99 us | p99.9 us | errors | mismatches |",
     "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
 ]
 for r in results:
     latency = r.get("latency_us") or {}
     errors = sum((r.get("errors") or {}).values())
     lines.append(
-        f"| {r['backend']} | {cell(r.get('msgs_per_s'))} | {cell(r.get('mb_per_s'), 2)} "
+        f"| {r['label']} | {cell(r.get('msgs_per_s'))} | {cell(r.get('mb_per_s'), 2)} "
         f"| {cell(latency.get('p50'))} | {cell(latency.get('p99'))} | {cell(latency.get('p999'))} "
         f"| {errors} | {r.get('mismatches', '-')} |"
     )
@@ -116,15 +119,15 @@ except ImportError:
 matplotlib.use("Agg")
 from matplotlib import pyplot as plt
 
-names = [r["backend"] for r in results]
+names = [r["label"] for r in results]
 fig, (rate, tail) = plt.subplots(1, 2, figsize=(10, 4))
 rate.bar(names, [r.get("msgs_per_s") or 0 for r in results], color="tab:blue")
 rate.set_title("throughput (messages/s, higher is better)")
 tail.bar(names, [(r.get("latency_us") or {}).get("p99") or 0 for r in results], color="tab:orange")
-tail.set_title("p99 latency (µs, lower is better)")
+tail.set_title("p99 latency (us, lower is better)")
 for axis in (rate, tail):
     axis.tick_params(axis="x", rotation=30)
-fig.suptitle(f"echo: {clients} clients, {size}-byte messages, {duration} s per backend")
+fig.suptitle(f"echo: {clients} clients, {size}-byte messages, {duration:g} s per backend")
 fig.tight_layout()
 fig.savefig(out / "results.png", dpi=100)
 PY
