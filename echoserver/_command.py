@@ -11,6 +11,7 @@ import click
 from . import backends
 from .cli import config_fields, fail
 from .config import HANDLERS, ConfigError, ServerConfig
+from .logs import setup_logging
 
 _UNITS = {"": 1, "b": 1, "k": 1 << 10, "kib": 1 << 10, "kb": 1000, "m": 1 << 20, "mib": 1 << 20,
           "mb": 1000**2, "g": 1 << 30, "gib": 1 << 30, "gb": 1000**3}
@@ -99,12 +100,20 @@ def _list_backends(ctx: click.Context, param: click.Parameter, value: bool) -> N
               help="Processes accepting on the one listening socket, each running the backend, under a supervisor "
                    "that restarts them; auto: one per available CPU. With fork: N accepting processes that each "
                    "fork per connection.")
+@click.option("--metrics-port", type=int, default=None, show_envvar=True, metavar="PORT",
+              help="Serve Prometheus metrics at /metrics and a health check at /healthz (0: any free port).")
+@click.option("--metrics-host", default=DEFAULTS.metrics_host, show_envvar=True,
+              help="Address of the metrics endpoint.")
+@click.option("--stats-interval", type=float, default=DEFAULTS.stats_interval, show_envvar=True, metavar="S",
+              help="Log connection, message and byte rates every S seconds (0: never).")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info",
               show_envvar=True, help="Peer resets and timeouts are logged at debug.")
+@click.option("--log-format", type=click.Choice(["text", "json"]), default="text", show_envvar=True,
+              help="json: one object per line, for containers and log shippers.")
 @click.option("--list-backends", is_flag=True, expose_value=False, is_eager=True, callback=_list_backends,
               help="List the backends, whether each is installed, and exit.")
 @click.version_option(package_name="echoserver")
-def command(log_level: str, **options: object) -> None:
+def command(log_level: str, log_format: str, **options: object) -> None:
     """Serve TCP echo on one of six Python concurrency models.
 
     \b
@@ -112,8 +121,7 @@ def command(log_level: str, **options: object) -> None:
       echoserver --backend uvloop --host ::1 --port 0
       echoserver --backend thread --handler upper --cpu-work 20000
     """
-    logging.basicConfig(level=log_level.upper(), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    setup_logging(log_level, log_format)
     try:
         config = ServerConfig(**{name: options[name] for name in config_fields()})
         backends.spec(config.backend)

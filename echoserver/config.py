@@ -51,6 +51,9 @@ class ServerConfig:
     # stops reading from it: the bound that keeps a client that never reads from
     # making the server buffer without limit.
     write_buffer_limit: int = 1 * MiB
+    metrics_port: int | None = None  # None: no metrics endpoint; 0: any free port
+    metrics_host: str = "127.0.0.1"
+    stats_interval: float = 0.0  # seconds between stats log lines, 0: none
     # Accepting processes (1: no supervisor); each runs the backend on the one shared listener.
     workers: int = 1
 
@@ -71,6 +74,9 @@ class ServerConfig:
         _check(self.backlog, 1, 65535, "backlog")
         _check(self.buffer_size, 1, 64 * MiB, "buffer_size")
         _check(self.write_buffer_limit, 1, 1 << 30, "write_buffer_limit")
+        if self.metrics_port is not None:
+            _check(self.metrics_port, 0, 65535, "metrics_port")
+        _check(self.stats_interval, 0, 86400, "stats_interval")
         if not 1 <= self.workers <= MAX_WORKERS:
             raise ConfigError("workers", f"must be at least 1 and at most {MAX_WORKERS} (auto: one per available CPU), got {self.workers}")
 

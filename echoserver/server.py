@@ -17,7 +17,8 @@ from typing import Callable, Iterator
 from . import backends
 from .config import ServerConfig
 from .listener import bind_listener, format_address
-from .stats import Stats
+from .reporting import reporting
+from .stats import empty
 
 log = logging.getLogger("echoserver")
 
@@ -36,8 +37,8 @@ def parse_ready_line(line: str) -> tuple[str, int, str] | None:
     return (match["host"], int(match["port"]), match["backend"]) if match else None
 
 
-def serve(config: ServerConfig, *, on_ready: Callable[[tuple], None] | None = None) -> Stats:
-    """Serve until SIGINT or SIGTERM, drain, and return the final counters.
+def serve(config: ServerConfig, *, on_ready: Callable[[tuple], None] | None = None) -> dict:
+    """Serve until SIGINT or SIGTERM, drain, and return the final counters (a stats snapshot).
 
     Raises :class:`~echoserver.config.ConfigError` (before anything is served)
     when the backend is unavailable or the address cannot be bound.
@@ -53,21 +54,24 @@ def serve(config: ServerConfig, *, on_ready: Callable[[tuple], None] | None = No
         status = supervise(config)
         if status:
             raise SystemExit(status)
-        return Stats()
+        return empty()
     backend_class = backends.load(config.backend)
     listener = bind_listener(config)
     address = listener.getsockname()
     backend = backend_class(config)
+    accepting = threading.Event()
 
     def ready() -> None:
+        accepting.set()
         print(ready_line(address, config.backend), file=sys.stderr, flush=True)
         if on_ready:
             on_ready(address)
 
-    backend.run(listener, ready, handle_signals=True)
-    totals = backend.stats.snapshot()
+    with reporting(config, backend.snapshot, lambda: accepting.is_set() and not backend.stopping):
+        backend.run(listener, ready, handle_signals=True)
+    totals = backend.snapshot()
     log.info("stopped: %(accepted)d connections, %(bytes_in)d bytes in, %(bytes_out)d bytes out", totals)
-    return backend.stats
+    return totals
 
 
 class RunningServer:
@@ -90,9 +94,9 @@ class RunningServer:
     def port(self) -> int:
         return self.address[1]
 
-    @property
-    def stats(self) -> Stats:
-        return self.backend.stats
+    def snapshot(self) -> dict:
+        """Counters so far, every process of the server included (see :mod:`echoserver.stats`)."""
+        return self.backend.snapshot()
 
     def start(self, timeout: float = 10.0) -> "RunningServer":
         self._thread.start()

@@ -1,16 +1,27 @@
-"""Counters every backend keeps under the same names.
+"""Counters every backend keeps under the same names, in one process and across many.
 
-A connection counts its own bytes and messages in plain integers on its
-:class:`ConnectionStats` (no lock on the per-message path); the server-wide
-:class:`Stats` adds the live connections to the totals of the closed ones when
-someone asks for a snapshot. The lock guards only open/close bookkeeping.
+Within a process, a connection counts its own bytes and messages in plain
+integers on its :class:`ConnectionStats` (no lock on the per-message path); the
+process-wide :class:`Stats` adds the live connections to the totals of the
+closed ones when someone asks for a snapshot.
+
+Across processes (``fork``'s children, ``--workers``), each process publishes
+its snapshot into its own row of a :class:`SlotTable`, an anonymous shared
+``mmap`` inherited across ``fork()``. Every row has one writer, so no lock is
+needed; the process that reports (the fork parent, the supervisor) sums rows.
 """
 
 from __future__ import annotations
 
+import mmap
+import struct
 import threading
-from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+
+ERROR_KINDS = ("reset", "broken_pipe", "aborted", "timeout", "not_connected", "unreachable", "server",
+               "accept_emfile", "accept_enfile", "accept_enobufs", "accept_enomem")
+COUNTERS = ("accepted", "closed", "idle_closed", "rejected", "bytes_in", "bytes_out", "messages")
+FIELDS = COUNTERS + ("active",) + tuple(f"error_{kind}" for kind in ERROR_KINDS)
 
 
 @dataclass
@@ -20,21 +31,28 @@ class ConnectionStats:
     messages: int = 0
 
 
-@dataclass
+def empty() -> dict:
+    return dict.fromkeys(FIELDS, 0)
+
+
+def add(total: dict, more: dict) -> dict:
+    for name in FIELDS:
+        total[name] += more[name]
+    return total
+
+
 class Stats:
-    accepted: int = 0
-    closed: int = 0
-    idle_closed: int = 0
-    rejected: int = 0
-    errors: Counter = field(default_factory=Counter)
-    _closed_totals: ConnectionStats = field(default_factory=ConnectionStats)
-    _live: dict = field(default_factory=dict)  # id -> ConnectionStats of open connections
-    _lock: threading.Lock = field(default_factory=threading.Lock)
+    """The counters of one process."""
+
+    def __init__(self) -> None:
+        self._totals = empty()  # closed connections, and everything that is not per connection
+        self._live: dict[int, ConnectionStats] = {}  # id -> counters of an open connection
+        self._lock = threading.Lock()  # guards open/close bookkeeping, never the per-message path
 
     def opened(self) -> ConnectionStats:
         conn = ConnectionStats()
         with self._lock:
-            self.accepted += 1
+            self._totals["accepted"] += 1
             self._live[id(conn)] = conn
         return conn
 
@@ -42,39 +60,105 @@ class Stats:
         with self._lock:
             if self._live.pop(id(conn), None) is None:
                 return  # already counted
-            self.closed += 1
-            if idle:
-                self.idle_closed += 1
+            totals = self._totals
+            totals["closed"] += 1
+            totals["idle_closed"] += idle
             if error:
-                self.errors[error] += 1
-            totals = self._closed_totals
-            totals.bytes_in += conn.bytes_in
-            totals.bytes_out += conn.bytes_out
-            totals.messages += conn.messages
+                totals[f"error_{error}"] += 1
+            totals["bytes_in"] += conn.bytes_in
+            totals["bytes_out"] += conn.bytes_out
+            totals["messages"] += conn.messages
+
+    def count(self, name: str, n: int = 1) -> None:
+        """Bump a counter that belongs to no connection (``rejected``, ``error_accept_emfile``...)."""
+        with self._lock:
+            self._totals[name] += n
 
     def error(self, kind: str) -> None:
+        self.count(f"error_{kind}")
+
+    def absorb(self, values: dict) -> None:
+        """Fold another process's final counters into these (a reaped fork child's)."""
         with self._lock:
-            self.errors[kind] += 1
+            add(self._totals, {**values, "active": 0})
 
     @property
     def active(self) -> int:
         return len(self._live)
 
     def snapshot(self) -> dict:
+        """Every field of :data:`FIELDS`, live connections included."""
         with self._lock:
+            result = dict(self._totals)
             live = list(self._live.values())
-            totals = ConnectionStats(**vars(self._closed_totals))
-            result = {
-                "accepted": self.accepted,
-                "active": len(live),
-                "closed": self.closed,
-                "idle_closed": self.idle_closed,
-                "rejected": self.rejected,
-                "errors": dict(self.errors),
-            }
+        result["active"] = len(live)
         for conn in live:
-            totals.bytes_in += conn.bytes_in
-            totals.bytes_out += conn.bytes_out
-            totals.messages += conn.messages
-        result.update(vars(totals))
+            result["bytes_in"] += conn.bytes_in
+            result["bytes_out"] += conn.bytes_out
+            result["messages"] += conn.messages
         return result
+
+
+def errors_of(snapshot: dict) -> dict[str, int]:
+    return {kind: snapshot[f"error_{kind}"] for kind in ERROR_KINDS if snapshot[f"error_{kind}"]}
+
+
+class SlotTable:
+    """Rows of counters in shared memory, one row per process that reports into it.
+
+    Created before the ``fork()`` that makes the writers, so parent and children
+    map the same pages. Values are 64-bit and aligned, so a reader never sees a
+    torn number; a row read while its writer updates it may mix old and new
+    fields, which is fine for counters read every few seconds.
+    """
+
+    _ROW = struct.Struct(f"={len(FIELDS)}q")
+
+    def __init__(self, rows: int) -> None:
+        self.rows = rows
+        self._memory = mmap.mmap(-1, max(1, rows) * self._ROW.size)  # anonymous and MAP_SHARED
+
+    def write(self, row: int, values: dict) -> None:
+        self._ROW.pack_into(self._memory, row * self._ROW.size, *(values[name] for name in FIELDS))
+
+    def read(self, row: int) -> dict:
+        return dict(zip(FIELDS, self._ROW.unpack_from(self._memory, row * self._ROW.size)))
+
+    def take(self, row: int) -> dict:
+        """Read a row whose writer is gone, and zero it for the next one."""
+        values = self.read(row)
+        self.write(row, empty())
+        return values
+
+    def total(self, rows: list[int] | range | None = None) -> dict:
+        result = empty()
+        for row in range(self.rows) if rows is None else rows:
+            add(result, self.read(row))
+        return result
+
+
+class Publisher:
+    """Writes a process's snapshot into its row every ``interval`` seconds, and once more at the end."""
+
+    def __init__(self, snapshot, table: SlotTable, row: int, interval: float = 0.5) -> None:
+        self.snapshot = snapshot
+        self.table = table
+        self.row = row
+        self.interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="echo-stats-publisher", daemon=True)
+
+    def start(self) -> "Publisher":
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.publish()
+
+    def publish(self) -> None:
+        self.table.write(self.row, self.snapshot())
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.publish()

@@ -52,6 +52,10 @@ class Backend(ABC):
         self.forcing = self.forcing or force
         self.wake()
 
+    def snapshot(self) -> dict:
+        """The counters of everything this backend serves (see :mod:`echoserver.stats`)."""
+        return self.stats.snapshot()
+
     @abstractmethod
     def wake(self) -> None:
         """Interrupt whatever wait the backend's main loop is in."""

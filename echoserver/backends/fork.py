@@ -16,10 +16,13 @@ import socket
 import time
 
 from .._process_utils import die_with_parent
+from ..stats import SlotTable, Stats, add
 from .blocking import BlockingBackend
 from .connection import BlockingConnection
 
 log = logging.getLogger("echoserver")
+
+PUBLISH_INTERVAL = 0.5  # seconds between a child's reports of its live counters
 
 
 def _close_inherited_descriptors(keep: int) -> None:
@@ -39,15 +42,26 @@ class ForkPerConnectionBackend(BlockingBackend):
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        self.children: set[int] = set()
+        limit = self.config.max_children
+        self.limit = min(limit, self.config.max_connections or limit)
+        self.children: dict[int, int] = {}  # pid -> the row of the table it reports into
+        self._free_rows = list(range(self.limit))
+        # Each child reports its connection's bytes and messages here while it runs;
+        # the parent folds a child's row into its own counters when it reaps it.
+        self.table = SlotTable(self.limit)
 
     @property
     def active(self) -> int:
         return len(self.children)
 
     def has_capacity(self) -> bool:
-        limit = min(self.config.max_children, self.config.max_connections or self.config.max_children)
-        return len(self.children) < limit
+        return len(self.children) < self.limit
+
+    def snapshot(self) -> dict:
+        totals = super().snapshot()
+        add(totals, self.table.total(list(self.children.values())))
+        totals["active"] = len(self.children)
+        return totals
 
     def install_signal_handlers(self) -> None:
         super().install_signal_handlers()
@@ -56,34 +70,48 @@ class ForkPerConnectionBackend(BlockingBackend):
     def dispatch(self, connection: BlockingConnection) -> None:
         with self._lock:
             self.connections.discard(connection)  # the child serves it; the parent counts PIDs
-        parent = os.getpid()
+        parent, row = os.getpid(), self._free_rows.pop()
+        self.stats.count("accepted")
         pid = os.fork()
         if pid == 0:
-            self._child(connection, parent)
-        self.children.add(pid)
-        self.stats.accepted += 1
+            self._child(connection, parent, row)
+        self.children[pid] = row
         connection.sock.close()
 
-    def _child(self, connection: BlockingConnection, parent: int) -> None:
+    def _child(self, connection: BlockingConnection, parent: int, row: int) -> None:
         status = 1
         try:
             die_with_parent(parent)
             _close_inherited_descriptors(keep=connection.sock.fileno())
+            # Fresh counters: another thread of the parent may have held the old lock at fork time.
+            self.stats = connection.stats = Stats()
             self.stopping = False
-            grace = self.config.grace
+            force_at = None
+
+            def publish() -> None:
+                # Only what the parent cannot count itself: it knows accepts and exits.
+                self.table.write(row, {**self.stats.snapshot(), "accepted": 0, "closed": 0, "active": 0})
 
             def on_signal(signum: int, frame: object) -> None:
-                if signum == signal.SIGALRM or self.stopping:
+                nonlocal force_at
+                if signum == signal.SIGALRM:  # the reporting timer
+                    publish()
+                    if force_at is not None and time.monotonic() >= force_at:
+                        connection.abort()
+                elif self.stopping:
                     connection.abort()
-                    return
-                self.stopping = True
-                connection.drain()
-                signal.alarm(max(1, int(grace + 0.999)))
+                else:
+                    self.stopping = True
+                    force_at = time.monotonic() + self.config.grace
+                    connection.drain()
 
             for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGALRM):
                 signal.signal(signum, on_signal)
             signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+            signal.setitimer(signal.ITIMER_REAL, PUBLISH_INTERVAL, PUBLISH_INTERVAL)
             connection.run()
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            publish()
             status = 0
         except BaseException:  # noqa: BLE001 - a child must never return into the parent's loop
             log.exception("connection process failed")
@@ -101,8 +129,10 @@ class ForkPerConnectionBackend(BlockingBackend):
             except ChildProcessError:
                 done = pid
             if done:
-                self.children.discard(pid)
-                self.stats.closed += 1
+                row = self.children.pop(pid)
+                self.stats.absorb(self.table.take(row))
+                self.stats.count("closed")
+                self._free_rows.append(row)
 
     def drain(self) -> None:
         deadline = time.monotonic() + self.config.grace

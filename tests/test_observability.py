@@ -1,0 +1,134 @@
+"""Counters, the Prometheus endpoint, /healthz, the stats line and JSON logs, on every backend."""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import urllib.error
+import urllib.request
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from support import connect, recv_exactly
+from test_limits import stalled_writer
+from test_models import wait_for
+
+
+def metrics_url(server) -> str:
+    found = wait_for(lambda: re.search(r"metrics on (http://\S+)/metrics", server.stderr))
+    assert found, server.stderr
+    return found.group(1)
+
+
+def scrape(server) -> dict[str, float]:
+    """Every sample of the endpoint, by name plus labels."""
+    text = urllib.request.urlopen(metrics_url(server) + "/metrics", timeout=10).read().decode()
+    samples = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            labels = ",".join(f"{k}={v}" for k, v in sorted(sample.labels.items()))
+            samples[sample.name + (f"{{{labels}}}" if labels else "")] = sample.value
+    return samples
+
+
+def healthz(server) -> int:
+    try:
+        return urllib.request.urlopen(metrics_url(server) + "/healthz", timeout=10).status
+    except urllib.error.HTTPError as error:
+        return error.code
+
+
+def test_counters_equal_what_the_clients_did(backend, start_server) -> None:
+    server = start_server("--backend", backend, "--metrics-port", "0")
+    sent = 0
+    for n in range(1, 8):
+        with connect(server.address) as sock:
+            for _ in range(n):
+                payload = b"m" * (100 * n)
+                sock.sendall(payload)
+                assert recv_exactly(sock, len(payload)) == payload
+                sent += len(payload)
+
+    def settled() -> dict | None:
+        samples = scrape(server)
+        return samples if samples["echoserver_connections_closed_total"] == 7 else None
+
+    samples = wait_for(settled)
+    assert samples, scrape(server)
+    assert samples["echoserver_connections_accepted_total"] == 7
+    assert samples["echoserver_connections_active"] == 0
+    assert samples["echoserver_received_bytes_total"] == sent
+    assert samples["echoserver_sent_bytes_total"] == sent
+    assert samples["echoserver_messages_total"] >= 28  # one message per chunk read, at least one per send
+    assert samples["echoserver_process_cpu_seconds_total"] > 0
+    assert samples["echoserver_process_resident_memory_bytes"] > 1 << 20
+    assert samples["echoserver_info{backend=%s}" % backend] == 1
+
+
+def test_live_connections_are_counted_while_open(backend, start_server) -> None:
+    server = start_server("--backend", backend, "--metrics-port", "0")
+    socks = [connect(server.address) for _ in range(3)]
+    for sock in socks:
+        sock.sendall(b"x" * 1000)
+        assert recv_exactly(sock, 1000) == b"x" * 1000
+
+    def live() -> dict | None:
+        samples = scrape(server)
+        return samples if samples["echoserver_received_bytes_total"] == 3000 else None
+
+    samples = wait_for(live, timeout=5)
+    assert samples, scrape(server)
+    assert samples["echoserver_connections_active"] == 3
+    for sock in socks:
+        sock.close()
+
+
+def test_idle_closes_and_errors_are_counted(backend, start_server) -> None:
+    server = start_server("--backend", backend, "--metrics-port", "0", "--idle-timeout", "0.3")
+    with connect(server.address) as sock:
+        sock.settimeout(5)
+        assert sock.recv(1) == b""
+    assert wait_for(lambda: scrape(server)["echoserver_connections_idle_closed_total"] == 1)
+
+
+def test_healthz_answers_while_accepting_and_fails_while_draining(backend, start_server) -> None:
+    server = start_server("--backend", backend, "--metrics-port", "0", "--grace", "30")
+    assert healthz(server) == 200
+    stalled = stalled_writer(server.address)  # keeps the server draining after the signal
+    server.signal(signal.SIGTERM)
+    assert wait_for(lambda: healthz(server) == 503)
+    server.signal(signal.SIGTERM)  # second signal: stop now
+    assert server.proc.wait(15) == 0
+    stalled.close()
+
+
+def test_stats_line_and_json_logs(backend, start_server) -> None:
+    server = start_server("--backend", backend, "--stats-interval", "0.2", "--log-format", "json")
+    with connect(server.address) as sock:
+        sock.sendall(b"counted")
+        assert recv_exactly(sock, 7) == b"counted"
+    assert wait_for(lambda: '"logger": "echoserver.stats"' in server.stderr)
+    assert server.stop() == 0
+    lines = server.stderr.splitlines()
+    assert lines[0].startswith("listening on ")  # the ready line stays plain, for whoever waits for it
+    records = [json.loads(line) for line in lines[1:]]
+    stats = [r for r in records if r["logger"] == "echoserver.stats"]
+    assert {"conn_per_s", "msgs_per_s", "mb_in_per_s", "mb_out_per_s", "active"} <= set(stats[0])
+    assert any(r["msgs_per_s"] > 0 for r in stats) or stats[-1]["active"] == 0
+    assert records[-1]["message"].startswith("stopped: 1 connections, 7 bytes in, 7 bytes out")
+
+
+def test_metrics_port_in_use_is_a_one_line_error(start_server) -> None:
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run([sys.executable, "-m", "echoserver", "--port", "0", "--metrics-port", str(port)],
+                                capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL)
+    assert result.returncode == 2
+    assert "--metrics-port" in result.stderr and "Traceback" not in result.stderr
