@@ -45,11 +45,11 @@ def pinned(core: int):
     return lambda: os.sched_setaffinity(0, {core})
 
 
-def run_c(address: tuple, args, core: int) -> float:
+def run_c(address: tuple, args, core: int) -> dict:
     out = subprocess.run([str(C_BINARY), address[0], str(address[1]), str(args.clients), str(args.size),
                           str(args.warmup), str(args.duration)],
                          capture_output=True, text=True, preexec_fn=pinned(core), check=True)
-    return json.loads(out.stdout)["msgs_per_s"]
+    return json.loads(out.stdout)
 
 
 def run_echo_load(address: tuple, args, core: int, server_pid: int, *extra: str) -> dict:
@@ -87,11 +87,13 @@ def main() -> None:
     rows = []
     try:
         for round_ in range(1, args.rounds + 1):
-            c_rate = run_c(server.address, args, client_core)
+            c = run_c(server.address, args, client_core)
             fast = run_echo_load(server.address, args, client_core, server.pid)
             classic = run_echo_load(server.address, args, client_core, server.pid, "--engine", "blocking")
-            rows.append({"round": round_, "c": c_rate, "echo_load": fast["msgs_per_s"],
-                         "blocking": classic["msgs_per_s"], "client_cpu": fast["cpu"]["client_percent"],
+            rows.append({"round": round_, "c": c["msgs_per_s"], "echo_load": fast["msgs_per_s"],
+                         "blocking": classic["msgs_per_s"], "c_cpu_us": _cpu_us(c["cpu_s"], c["messages"]),
+                         "echo_load_cpu_us": _echo_load_cpu_us(fast),
+                         "blocking_cpu_us": _echo_load_cpu_us(classic),
                          "server_cpu": (fast.get("server") or {}).get("cpu_percent")})
             print(_row(rows[-1]), flush=True)
     finally:
@@ -103,10 +105,20 @@ def main() -> None:
         args.markdown.write_text(text + "\n")
 
 
+def _cpu_us(cpu_s: float, messages: int) -> float:
+    return 1e6 * cpu_s / messages if messages else float("nan")
+
+
+def _echo_load_cpu_us(result: dict) -> float:
+    """CPU microseconds per message: the client's own cost, which a noisy neighbour barely moves."""
+    return _cpu_us(result["cpu"]["client_percent"] / 100 * result["duration_s"], result["messages"])
+
+
 def _row(row: dict) -> str:
     return (f"round {row['round']}: C {row['c']:>10,.0f}  echo-load {row['echo_load']:>10,.0f} "
             f"({row['echo_load'] / row['c']:.2f}x)  blocking {row['blocking']:>10,.0f} "
-            f"({row['blocking'] / row['c']:.2f}x)  msg/s")
+            f"({row['blocking'] / row['c']:.2f}x)  msg/s;  CPU us/msg: C {row['c_cpu_us']:.2f}  "
+            f"echo-load {row['echo_load_cpu_us']:.2f}  blocking {row['blocking_cpu_us']:.2f}")
 
 
 def report(rows: list[dict], args) -> str:
@@ -122,18 +134,25 @@ def report(rows: list[dict], args) -> str:
         f"other core; {args.clients} connections x {args.size} B, closed loop, {args.duration:g} s per run "
         f"after {args.warmup:g} s warmup, {len(rows)} alternating rounds.",
         "",
-        "| round | C client msg/s | echo-load msg/s | ratio | echo-load --engine blocking msg/s | ratio "
-        "| echo-load CPU % | server CPU % |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| round | C client msg/s | echo-load msg/s | ratio | blocking msg/s | ratio "
+        "| CPU us/msg: C | echo-load | blocking | server CPU % |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for row, f, c in zip(rows, fast, classic):
         lines.append(f"| {row['round']} | {row['c']:,.0f} | {row['echo_load']:,.0f} | {f:.2f} | "
-                     f"{row['blocking']:,.0f} | {c:.2f} | {row['client_cpu']:.0f} | {_pct(row['server_cpu'])} |")
+                     f"{row['blocking']:,.0f} | {c:.2f} | {row['c_cpu_us']:.2f} | {row['echo_load_cpu_us']:.2f} | "
+                     f"{row['blocking_cpu_us']:.2f} | {_pct(row['server_cpu'])} |")
+    cost = {key: statistics.median(row[key] for row in rows) for key in ("c_cpu_us", "echo_load_cpu_us",
+                                                                          "blocking_cpu_us")}
     lines += [
         "",
         f"**echo-load / C: median {statistics.median(fast):.2f}x** (min {min(fast):.2f}, max {max(fast):.2f}); "
         f"blocking thread-per-connection / C: median {statistics.median(classic):.2f}x "
         f"(min {min(classic):.2f}, max {max(classic):.2f}). Goal: echo-load >= 0.90x.",
+        "",
+        f"Client CPU per message (median): C {cost['c_cpu_us']:.2f} us, echo-load {cost['echo_load_cpu_us']:.2f} us, "
+        f"blocking {cost['blocking_cpu_us']:.2f} us. At 100% of its core, echo-load could drive "
+        f"{1e6 / cost['echo_load_cpu_us']:,.0f} msg/s and the blocking client {1e6 / cost['blocking_cpu_us']:,.0f}.",
     ]
     return "\n".join(lines)
 

@@ -6,7 +6,8 @@
  *
  * One thread, non-blocking sockets, one message in flight per connection,
  * every echoed byte compared with what was sent. Prints one JSON line:
- * {"messages": N, "duration_s": S, "msgs_per_s": R, "mismatches": M, "errors": E}
+ * {"messages": N, "duration_s": S, "msgs_per_s": R, "cpu_s": C, "mismatches": M, "errors": E}
+ * where cpu_s is the CPU time (user + system) this process used during the window.
  * Exit status 1 when any mismatch or error was seen.
  */
 #define _GNU_SOURCE
@@ -19,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -33,6 +35,12 @@ static double now_s(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static double cpu_s(void) {
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 + ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6;
 }
 
 static int connect_to(const char *host, const char *port) {
@@ -84,10 +92,11 @@ int main(int argc, char **argv) {
     double start = now_s(), window_start = start + warmup, end = window_start + duration;
     long counted = 0;
     int measuring = 0;
+    double cpu_start = 0;
     for (;;) {
         int n = epoll_wait(ep, events, 256, 100);
         double t = now_s();
-        if (!measuring && t >= window_start) { measuring = 1; counted = 0; }
+        if (!measuring && t >= window_start) { measuring = 1; counted = 0; cpu_start = cpu_s(); }
         if (t >= end) break;
         for (int i = 0; i < n; i++) {
             struct conn *c = events[i].data.ptr;
@@ -107,8 +116,9 @@ int main(int argc, char **argv) {
             }
         }
     }
-    double elapsed = now_s() - window_start;
-    printf("{\"messages\": %ld, \"duration_s\": %.3f, \"msgs_per_s\": %.1f, \"mismatches\": %ld, \"errors\": %ld}\n",
-           counted, elapsed, counted / elapsed, mismatches, errors);
+    double elapsed = now_s() - window_start, cpu = cpu_s() - cpu_start;
+    printf("{\"messages\": %ld, \"duration_s\": %.3f, \"msgs_per_s\": %.1f, \"cpu_s\": %.3f, "
+           "\"mismatches\": %ld, \"errors\": %ld}\n",
+           counted, elapsed, counted / elapsed, cpu, mismatches, errors);
     return mismatches || errors ? 1 : 0;
 }
