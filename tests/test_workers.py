@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import signal
 import socket
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import psutil
 import pytest
 
 from echoserver._cpus import available_cpus, cgroup_cpu_limit
+from echoserver.backends.base import Backend
+from echoserver.config import ServerConfig
+from echoserver.listener import bind_listener
+from echoserver.supervisor import Supervisor
 from support import connect, recv_exactly, recv_until_eof
 from test_models import echo_once, wait_for
 
@@ -161,6 +168,54 @@ def test_workers_auto_starts_one_worker_per_available_cpu(backend, start_server)
         assert f"workers={expected}" in server.stderr
     echo_once(server.address)
     assert server.stop() == 0
+
+
+class CrashingBackend(Backend):
+    """Reports ready, then dies 50 ms later: a crash loop."""
+
+    name = "crashing"
+
+    def run(self, listener, ready, *, handle_signals=False) -> None:
+        ready()
+        time.sleep(0.05)
+        os._exit(3)
+
+    def wake(self) -> None:
+        pass
+
+
+class StopAfterRestarts(logging.Handler):
+    """Sends SIGTERM to this process once the supervisor has announced ``count`` restarts."""
+
+    def __init__(self, count: int) -> None:
+        super().__init__()
+        self.count = count
+        self.supervisor = os.getpid()  # forked workers inherit this handler; they must not count
+        self.delays: list[float] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        found = re.search(r"restarting it in ([\d.]+)s", record.getMessage())
+        if found and os.getpid() == self.supervisor:
+            self.delays.append(float(found[1]))
+            if len(self.delays) == self.count:
+                os.kill(os.getpid(), signal.SIGTERM)
+
+
+def test_a_crash_loop_is_restarted_with_growing_delays() -> None:
+    config = ServerConfig(port=0, workers=1, grace=1)
+    listener = bind_listener(config)
+    watcher = StopAfterRestarts(4)
+    logger = logging.getLogger("echoserver.supervisor")
+    logger.addHandler(watcher)
+    hang_guard = threading.Timer(20, os.kill, (os.getpid(), signal.SIGTERM))
+    hang_guard.start()
+    try:
+        assert Supervisor(config, CrashingBackend, listener).run() == 0
+    finally:
+        hang_guard.cancel()
+        logger.removeHandler(watcher)
+        listener.close()
+    assert watcher.delays == [0.1, 0.2, 0.4, 0.8]
 
 
 # -- what "auto" reads -----------------------------------------------------------
