@@ -297,7 +297,7 @@ def run_worker(config: ServerConfig, backend_class: type, listener, ready_w: int
     backend.run(listener, ready, handle_signals=True)
     totals = backend.snapshot()
     worker_log.info("worker %d stopped: %d connections, %d bytes in, %d bytes out",
-             os.getpid(), totals["accepted"], totals["bytes_in"], totals["bytes_out"])
+                    os.getpid(), totals["accepted"], totals["bytes_in"], totals["bytes_out"])
     return 0
 
 
