@@ -51,10 +51,10 @@ def test_a_running_server_is_measured_with_target(start_server, tmp_path):
 
 
 def test_each_run_gets_its_own_server_flags(tmp_path):
-    proc = echo_bench("--run", "pool-2=threadpool --pool-size 2", *QUICK, "--no-chart", "--out", str(tmp_path))
+    proc = echo_bench("--run", "cap-2=thread --max-connections 2", *QUICK, "--no-chart", "--out", str(tmp_path))
     assert proc.returncode == 0, proc.stderr
-    row = rows(tmp_path)["pool-2"]
-    assert row["connections_served"] == "2"  # two pool threads, four clients: two wait their turn
+    row = rows(tmp_path)["cap-2"]
+    assert row["connections_served"] == "2"  # two served at once, four clients: two wait in the backlog
     assert float(row["conn_rate_min"]) == 0
 
 
