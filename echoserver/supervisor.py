@@ -137,6 +137,7 @@ class Supervisor:
                 _signal(signum, handler)
             for worker in self.workers.values():  # only after an exception: kill, do not orphan
                 os.kill(worker.pid, signal.SIGKILL)
+                _waitpid(worker.pid, 0)
             os.close(self._wake_r)
             os.close(self._wake_w)
         return 0 if self.clean else 1
