@@ -12,7 +12,7 @@ from __future__ import annotations
 import socket
 from collections import Counter
 
-from .engine import clock, error_kind
+from .connection import clock, error_kind
 from .payload import Stream
 from .results import LatencyRecorder
 
