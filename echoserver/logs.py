@@ -50,6 +50,7 @@ class StatsReporter:
         self.snapshot = snapshot
         self.interval = interval
         self.log = logging.getLogger("echoserver.stats")
+        self._previous, self._then = snapshot(), time.monotonic()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="echo-stats", daemon=True)
 
@@ -61,13 +62,23 @@ class StatsReporter:
         self._stop.set()
 
     def _run(self) -> None:
-        previous, then = self.snapshot(), time.monotonic()
         while not self._stop.wait(self.interval):
-            current, now = self.snapshot(), time.monotonic()
-            rates = self.rates(previous, current, now - then)
-            self.log.info("stats: %(conn_per_s).1f conn/s, %(msgs_per_s).1f msgs/s, %(mb_in_per_s).3f MB/s in, "
-                          "%(mb_out_per_s).3f MB/s out, %(active)d active", rates, extra=rates)
-            previous, then = current, now
+            self.report()
+
+    def due_in(self) -> float:
+        """Seconds until the next line, for an owner that calls :meth:`tick` from its own loop."""
+        return max(0.0, self._then + self.interval - time.monotonic())
+
+    def tick(self) -> None:
+        if self.due_in() == 0:
+            self.report()
+
+    def report(self) -> None:
+        current, now = self.snapshot(), time.monotonic()
+        rates = self.rates(self._previous, current, now - self._then)
+        self.log.info("stats: %(conn_per_s).1f conn/s, %(msgs_per_s).1f msgs/s, %(mb_in_per_s).3f MB/s in, "
+                      "%(mb_out_per_s).3f MB/s out, %(active)d active", rates, extra=rates)
+        self._previous, self._then = current, now
 
     @staticmethod
     def rates(before: dict, after: dict, seconds: float) -> dict:

@@ -24,6 +24,7 @@ import psutil
 from prometheus_client import CollectorRegistry, make_wsgi_app
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily
 from prometheus_client.exposition import ThreadingWSGIServer
+from wsgiref.simple_server import WSGIServer
 
 from .listener import BindError
 from .stats import ERROR_KINDS
@@ -90,10 +91,15 @@ class _QuietHandler(WSGIRequestHandler):
 
 
 class MetricsServer:
-    """The HTTP endpoint, in a daemon thread of the process that reports."""
+    """The HTTP endpoint: in a daemon thread (:meth:`start`), or polled by its owner's own loop.
+
+    The supervisor of ``--workers`` polls it (``threaded=False``, then
+    :meth:`fileno` and :meth:`handle_ready`): it runs no thread, so that under
+    gevent no hub ever exists in the process that forks the workers.
+    """
 
     def __init__(self, host: str, port: int, snapshot: Callable[[], dict], accepting: Callable[[], bool],
-                 backend: str, pid: int) -> None:
+                 backend: str, pid: int, threaded: bool = True) -> None:
         registry = CollectorRegistry(auto_describe=False)
         registry.register(EchoCollector(snapshot, backend, pid))
         metrics_app = make_wsgi_app(registry)
@@ -108,7 +114,8 @@ class MetricsServer:
 
         try:
             family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
-            server_class = type("MetricsHTTPServer", (ThreadingWSGIServer,), {"address_family": family})
+            base = ThreadingWSGIServer if threaded else WSGIServer
+            server_class = type("MetricsHTTPServer", (base,), {"address_family": family})
             self.httpd = make_server(host, port, app, server_class, handler_class=_QuietHandler)
         except OSError as exc:
             if exc.errno == errno.EADDRINUSE:
@@ -121,6 +128,14 @@ class MetricsServer:
         self._thread.start()
         return self
 
+    def fileno(self) -> int:
+        return self.httpd.fileno()
+
+    def handle_ready(self) -> None:
+        """Answer one request; call when :meth:`fileno` is readable."""
+        self.httpd._handle_request_noblock()
+
     def stop(self) -> None:
-        self.httpd.shutdown()
+        if self._thread.is_alive():
+            self.httpd.shutdown()
         self.httpd.server_close()

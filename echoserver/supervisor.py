@@ -49,8 +49,10 @@ from . import backends
 from ._process_utils import die_with_parent
 from .backends.base import SHUTDOWN_SIGNALS
 from .config import ServerConfig
-from .listener import bind_listener
+from .listener import bind_listener, format_address
+from .logs import StatsReporter
 from .server import ready_line
+from .stats import Publisher, SlotTable, add, empty
 
 log = logging.getLogger("echoserver.supervisor")
 worker_log = logging.getLogger("echoserver.worker")
@@ -112,6 +114,28 @@ class Supervisor:
         self.kill_at: float | None = None
         self.announced = False
         self.clean = True
+        # Each worker publishes its counters into its slot's row; a dead worker's
+        # last row is folded into ``retired`` so that totals never go backwards.
+        self.table = SlotTable(config.workers)
+        self.retired = empty()
+        self.metrics = self.reporter = None
+
+    def snapshot(self) -> dict:
+        """The counters of every worker, past and present."""
+        return add(dict(self.retired), self.table.total())
+
+    def _start_reporting(self) -> None:
+        """Metrics and the stats line, polled from this loop: the supervisor runs no thread."""
+        config = self.config
+        if config.metrics_port is not None:
+            from .metrics import MetricsServer
+
+            self.metrics = MetricsServer(config.metrics_host, config.metrics_port, self.snapshot,
+                                         lambda: self.announced and not self.stopping, config.backend,
+                                         os.getpid(), threaded=False)
+            log.info("metrics on http://%s/metrics", format_address((config.metrics_host, self.metrics.port)))
+        if config.stats_interval:
+            self.reporter = StatsReporter(self.snapshot, config.stats_interval)
 
     # -- the loop ---------------------------------------------------------------
 
@@ -122,6 +146,7 @@ class Supervisor:
         previous = {signum: _signal(signum, self._on_signal) for signum in HANDLED_SIGNALS}
         previous_wakeup = signal.set_wakeup_fd(self._wake_w)
         try:
+            self._start_reporting()
             for slot in range(self.config.workers):
                 self._spawn(slot)
             while self.workers or self.restarts:
@@ -140,6 +165,8 @@ class Supervisor:
                 _waitpid(worker.pid, 0)
             os.close(self._wake_r)
             os.close(self._wake_w)
+            if self.metrics:
+                self.metrics.stop()
         return 0 if self.clean else 1
 
     def _on_signal(self, signum: int, frame: object) -> None:
@@ -148,8 +175,15 @@ class Supervisor:
     def _wait(self) -> None:
         deadlines = [*self.restarts.values(), *([self.kill_at] if self.kill_at else [])]
         timeout = max(0.0, min(deadlines) - time.monotonic()) if deadlines else 1.0
+        if self.reporter:
+            timeout = min(timeout, self.reporter.due_in())
         starting = [w.ready_fd for w in self.workers.values() if w.ready_fd >= 0]
-        readable = _select([self._wake_r, *starting], [], [], min(timeout, 1.0))[0]
+        metrics = [self.metrics] if self.metrics else []
+        readable = _select([self._wake_r, *starting, *metrics], [], [], min(timeout, 1.0))[0]
+        if self.metrics in readable:
+            self.metrics.handle_ready()
+        if self.reporter:
+            self.reporter.tick()
         if self._wake_r in readable:
             try:
                 while os.read(self._wake_r, 4096):
@@ -184,21 +218,25 @@ class Supervisor:
             pid = _fork()
             if pid == 0:
                 os.close(ready_r)
-                self._become_worker(ready_w)
+                self._become_worker(ready_w, slot)
         finally:
             signal.pthread_sigmask(signal.SIG_UNBLOCK, HANDLED_SIGNALS)
         os.close(ready_w)
         self.workers[pid] = Worker(slot, pid, ready_r, time.monotonic())
         log.debug("worker %d started (slot %d)", pid, slot)
 
-    def _become_worker(self, ready_w: int) -> None:
+    def _become_worker(self, ready_w: int, slot: int) -> None:
         status = 1
         try:
             signal.set_wakeup_fd(-1)
-            for fd in (self._wake_r, self._wake_w, *(w.ready_fd for w in self.workers.values() if w.ready_fd >= 0)):
+            inherited = [self._wake_r, self._wake_w, *(w.ready_fd for w in self.workers.values() if w.ready_fd >= 0)]
+            if self.metrics:
+                inherited.append(self.metrics.fileno())
+            for fd in inherited:
                 os.close(fd)
             os.setpgid(0, 0)
-            status = run_worker(self.config, self.backend_class, self.listener, ready_w, os.getppid())
+            status = run_worker(self.config, self.backend_class, self.listener, ready_w, os.getppid(),
+                                self.table, slot)
         except BaseException:  # noqa: BLE001 - a worker must never return into the supervisor's loop
             worker_log.exception("worker %d failed", os.getpid())
         finally:
@@ -214,6 +252,7 @@ class Supervisor:
                 done, status = pid, 255 << 8
             if done:
                 del self.workers[pid]
+                add(self.retired, {**self.table.take(worker.slot), "active": 0})
                 if worker.ready_fd >= 0:
                     os.close(worker.ready_fd)
                 self._worker_exited(worker, status)
@@ -276,7 +315,8 @@ class Supervisor:
             self.clean = False
 
 
-def run_worker(config: ServerConfig, backend_class: type, listener, ready_w: int, supervisor: int) -> int:
+def run_worker(config: ServerConfig, backend_class: type, listener, ready_w: int, supervisor: int,
+               table: SlotTable, slot: int) -> int:
     """The body of a worker process: run the backend on the inherited listener until told to stop."""
     if "gevent" in sys.modules:
         # gevent's own fork does this; ours is the plain one, so do it here (a
@@ -295,7 +335,11 @@ def run_worker(config: ServerConfig, backend_class: type, listener, ready_w: int
         os.write(ready_w, b"R")
         os.close(ready_w)
 
-    backend.run(listener, ready, handle_signals=True)
+    publisher = Publisher(backend.snapshot, table, slot).start()
+    try:
+        backend.run(listener, ready, handle_signals=True)
+    finally:
+        publisher.stop()
     totals = backend.snapshot()
     worker_log.info("worker %d stopped: %d connections, %d bytes in, %d bytes out",
                     os.getpid(), totals["accepted"], totals["bytes_in"], totals["bytes_out"])

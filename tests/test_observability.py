@@ -132,3 +132,22 @@ def test_metrics_port_in_use_is_a_one_line_error(start_server) -> None:
                                 capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL)
     assert result.returncode == 2
     assert "--metrics-port" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_workers_report_into_the_same_totals(backend, start_server) -> None:
+    server = start_server("--backend", backend, "--workers", "2", "--metrics-port", "0")
+    for _ in range(12):
+        with connect(server.address) as sock:
+            sock.sendall(b"w" * 250)
+            assert recv_exactly(sock, 250) == b"w" * 250
+
+    def settled() -> dict | None:
+        samples = scrape(server)
+        return samples if samples["echoserver_connections_closed_total"] == 12 else None
+
+    samples = wait_for(settled, timeout=5)
+    assert samples, scrape(server)
+    assert samples["echoserver_connections_accepted_total"] == 12
+    assert samples["echoserver_received_bytes_total"] == samples["echoserver_sent_bytes_total"] == 3000
+    assert samples["echoserver_processes"] >= 3  # the supervisor and its two workers
+    assert healthz(server) == 200
