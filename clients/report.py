@@ -10,7 +10,8 @@ def format_summary(result: dict) -> str:
     lat, conn, fair = result["latency_us"], result["connect_us"], result["fairness"]
     lines = [
         f"echo-load: {result.get('target', '?')}{label}  {result['clients']} clients, "
-        f"{result['processes']} process(es) x {result.get('threads', '?')} thread(s), {result['size']} B, {mode}",
+        f"{result['processes']} process(es), {result.get('threads', '?')} thread(s) in all, "
+        f"{result['size']} B, {mode}",
         f"  messages   {result['messages']:,} in {result['duration_s']:.2f} s: "
         f"{result['msgs_per_s']:,.1f} msg/s, {result['mb_per_s']:.2f} MB/s",
         f"  latency    {_percentiles(lat)}",
