@@ -175,8 +175,10 @@ class EventLoopBackend(Backend):
 
     async def _main(self, listener: socket.socket, ready: Callable[[], None], handle_signals: bool) -> None:
         self.loop = asyncio.get_running_loop()
-        self._capacity = asyncio.Event()
-        self._capacity.set()
+        # One permit per connection the server may serve at once (--max-connections):
+        # the accept loop takes one before accepting, connection_lost gives it back.
+        limit = self.config.max_connections
+        self._slots = asyncio.Semaphore(limit) if limit else None
         self._stopped = asyncio.Event()
         if self.stopping:
             self._stopped.set()
@@ -197,21 +199,25 @@ class EventLoopBackend(Backend):
 
     async def _accept(self, listener: socket.socket) -> None:
         factory = lambda: EchoProtocol(self)  # noqa: E731
-        limit = self.config.max_connections
         while True:
-            if limit and len(self.connections) >= limit:
-                self._capacity.clear()
-                await self._capacity.wait()
+            if self._slots:
+                await self._slots.acquire()
             try:
                 sock, _ = await self.loop.sock_accept(listener)
             except OSError as exc:
+                self.connection_closed()
                 await asyncio.sleep(self.accept_failed(exc))
                 continue
             self.accept_succeeded()
-            await self.loop.connect_accepted_socket(factory, sock)
+            try:
+                await self.loop.connect_accepted_socket(factory, sock)
+            except OSError:
+                sock.close()
+                self.connection_closed()
 
     def connection_closed(self) -> None:
-        self._capacity.set()
+        if self._slots:
+            self._slots.release()
 
     async def _sweep_idle(self) -> None:
         timeout = self.config.idle_timeout
