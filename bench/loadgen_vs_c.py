@@ -77,6 +77,7 @@ def main() -> None:
         sys.exit("loadgen_vs_c: needs two cores (one for the server, one for the clients)")
     server_core, client_core = cores[1], cores[0]
     build_c_client()
+    load_before = os.getloadavg()
 
     everything = set(cores)
     os.sched_setaffinity(0, {server_core})  # the server inherits it
@@ -98,7 +99,7 @@ def main() -> None:
             print(_row(rows[-1]), flush=True)
     finally:
         server.stop()
-    text = report(rows, args)
+    text = report(rows, args, load_before, os.getloadavg())
     print(text)
     if args.markdown:
         args.markdown.parent.mkdir(parents=True, exist_ok=True)
@@ -121,7 +122,7 @@ def _row(row: dict) -> str:
             f"echo-load {row['echo_load_cpu_us']:.2f}  blocking {row['blocking_cpu_us']:.2f}")
 
 
-def report(rows: list[dict], args) -> str:
+def report(rows: list[dict], args, load_before: tuple, load_after: tuple) -> str:
     fast = [row["echo_load"] / row["c"] for row in rows]
     classic = [row["blocking"] / row["c"] for row in rows]
     command = " ".join(["python", "bench/loadgen_vs_c.py", *sys.argv[1:]])
@@ -149,6 +150,11 @@ def report(rows: list[dict], args) -> str:
         f"**echo-load / C: median {statistics.median(fast):.2f}x** (min {min(fast):.2f}, max {max(fast):.2f}); "
         f"blocking thread-per-connection / C: median {statistics.median(classic):.2f}x "
         f"(min {min(classic):.2f}, max {max(classic):.2f}). Goal: echo-load >= 0.90x.",
+        "",
+        f"Load average (1 min) before and after: {load_before[0]:.1f}, {load_after[0]:.1f} on "
+        f"{os.cpu_count()} CPUs. On a shared machine the rates swing with the neighbours (server CPU below "
+        "100% means the server did not get its whole core); the CPU each client spends per message moves "
+        "much less, and says how fast each could go on a core of its own.",
         "",
         f"Client CPU per message (median): C {cost['c_cpu_us']:.2f} us, echo-load {cost['echo_load_cpu_us']:.2f} us, "
         f"blocking {cost['blocking_cpu_us']:.2f} us. At 100% of its core, echo-load could drive "
