@@ -44,6 +44,8 @@ def write_outputs(results: list[dict], out: Path, *, scenario, spec, command: st
         "command": command, "scenario": scenario.name, "teaches": scenario.teaches,
         "server_args": list(scenario.server_args), "date": time.strftime("%Y-%m-%d %H:%M:%S %z"),
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}",
+        # On a shared machine the neighbours move the figures; say how busy it was.
+        "load_average": [round(x, 1) for x in os.getloadavg()],
         "load": {k: v for k, v in vars(spec).items() if v not in (None, "")},
     }
     (out / "results.json").write_text(json.dumps({**meta, "runs": results}, indent=2) + "\n")
@@ -52,7 +54,8 @@ def write_outputs(results: list[dict], out: Path, *, scenario, spec, command: st
              f"{scenario.teaches}. Server flags: `{' '.join(scenario.server_args) or '(none)'}`; "
              f"{spec.clients} clients x {spec.size} B, "
              + (f"open loop at {spec.rate:,.0f} msg/s" if spec.rate else f"closed loop, {spec.pipeline} in flight")
-             + f", {spec.run_seconds:g} s after {spec.warmup_seconds:g} s warmup. {meta['machine']}, {meta['date']}.",
+             + f", {spec.run_seconds:g} s after {spec.warmup_seconds:g} s warmup. {meta['machine']}, {meta['date']}, "
+             f"load average {meta['load_average'][0]} at the end.",
              "", table, ""]
     if chart_note:
         lines += [chart_note, ""]
