@@ -21,7 +21,8 @@ def bind_listener(config: ServerConfig) -> socket.socket:
     try:
         infos = socket.getaddrinfo(host, config.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     except socket.gaierror as exc:
-        raise BindError("host", f"cannot resolve {host!r} ({exc.strerror}); use an IP address or a resolvable name") from None
+        raise BindError("host", f"cannot resolve {host!r} ({exc.strerror}); "
+                                "use an IP address or a resolvable name") from None
     family, type_, proto, _, address = infos[0]
     sock = socket.socket(family, type_, proto)
     try:
@@ -39,9 +40,11 @@ def bind_listener(config: ServerConfig) -> socket.socket:
 def _explain(exc: OSError, host: str, port: int) -> BindError:
     where = format_address((host, port))
     if exc.errno == errno.EADDRINUSE:
-        return BindError("port", f"{where} is already in use; stop the other server or choose another --port (0 picks a free one)")
+        return BindError("port", f"{where} is already in use; "
+                                 "stop the other server or choose another --port (0 picks a free one)")
     if exc.errno == errno.EACCES:
-        return BindError("port", f"permission denied to listen on {where}; ports below 1024 need root or CAP_NET_BIND_SERVICE, use --port 1024 or above")
+        return BindError("port", f"permission denied to listen on {where}; ports below 1024 need root "
+                                 "or CAP_NET_BIND_SERVICE, use --port 1024 or above")
     if exc.errno == errno.EADDRNOTAVAIL:
         return BindError("host", f"{host} is not an address of this machine; use 127.0.0.1, ::1 or 0.0.0.0")
     return BindError("host", f"cannot listen on {where}: {exc.strerror}")

@@ -119,7 +119,8 @@ class MetricsServer:
             self.httpd = make_server(host, port, app, server_class, handler_class=_QuietHandler)
         except OSError as exc:
             if exc.errno == errno.EADDRINUSE:
-                raise BindError("metrics_port", f"port {port} is already in use; choose another --metrics-port") from None
+                raise BindError("metrics_port",
+                                f"port {port} is already in use; choose another --metrics-port") from None
             raise BindError("metrics_port", f"cannot serve metrics on {host}:{port}: {exc}") from None
         self.port = self.httpd.server_port
         self._thread = threading.Thread(target=self.httpd.serve_forever, name="echo-metrics", daemon=True)

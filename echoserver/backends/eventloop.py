@@ -66,7 +66,9 @@ class EchoProtocol(asyncio.Protocol):
             if self.worker is None:
                 self.worker = self.server.loop.create_task(self._work_with_delay())
             return
-        reply, units = self.handler.feed(data)
+        self._reply(*self.handler.feed(data))
+
+    def _reply(self, reply: bytes, units: int) -> None:
         self.counters.messages += units
         if reply:
             self.transport.write(reply)
@@ -123,13 +125,7 @@ class EchoProtocol(asyncio.Protocol):
                     await asyncio.sleep(self.delay * units)
                 if self.transport.is_closing():
                     return
-                self.counters.messages += units
-                if reply:
-                    self.transport.write(reply)
-                    self.counters.bytes_out += len(reply)
-                if self.handler.closing:
-                    self.transport.close()
-                    return
+                self._reply(reply, units)
         finally:
             self.worker = None
         if self.eof:
