@@ -1,4 +1,4 @@
-"""``echo-bench``: every backend under the same load, side by side.
+"""echo-bench: every backend under the same load, side by side.
 
 \b
   echo-bench                                   # every installed backend, scenario echo
@@ -6,10 +6,10 @@
   echo-bench --run "uvloop-1=uvloop" --run "uvloop-2=uvloop --workers 2"
   echo-bench --target thread=thread:8080 --target gevent=gevent:8080 --out /results
 
-Each run starts a fresh ``echoserver`` (``--port 0``), waits for its ready
-line, runs ``echo-load`` against it with identical settings, and stops it;
-``--target NAME=HOST:PORT`` measures a server that is already running instead.
-Writes results.md, results.csv, results.json and results.png into ``--out``.
+Each run starts a fresh echoserver (--port 0), waits for its ready
+line, runs echo-load against it with identical settings, and stops it;
+--target NAME=HOST:PORT measures a server that is already running instead.
+Writes results.md, results.csv, results.json and results.png into --out.
 Exit status: 0 when every run was clean, 1 when any run saw errors or
 mismatches or its server did not start, 2 for a usage error.
 """

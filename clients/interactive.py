@@ -1,4 +1,4 @@
-"""``echo-client HOST PORT``: type a line, see the reply. For people following a tutorial.
+"""echo-client HOST PORT: type a line, see the reply. For people following a tutorial.
 
 \b
   echo-client 127.0.0.1 8080

@@ -1,4 +1,4 @@
-"""``echo-load``: drive an echo server, verify every byte, report throughput and latency.
+"""echo-load: drive an echo server, verify every byte, report throughput and latency.
 
 \b
   echo-load --clients 20                       # 127.0.0.1:8080, 10 s, 64-byte messages
