@@ -3,8 +3,8 @@
 #   docker build -t echoserver .
 #   docker run --rm -p 127.0.0.1:8080:8080 -e ECHOSERVER_BACKEND=asyncio echoserver
 #
-# EXTRAS picks the optional dependencies: the default serves every backend;
-# the compose `bench` service adds `plot` (matplotlib) for its chart.
+# EXTRAS adds optional dependencies beyond the six backends' own (gevent,
+# uvloop): the compose `bench` service builds with EXTRAS=plot for its chart.
 #
 # BASE_IMAGE may be any Debian-like image with python3 (>= 3.10), venv and
 # useradd: the package is installed into its own virtual environment, so the
@@ -12,7 +12,6 @@
 ARG BASE_IMAGE=python:3.12-slim
 
 FROM ${BASE_IMAGE} AS build
-ARG EXTRAS=gevent,uvloop
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_CACHE_DIR=1 \
     PYTHONDONTWRITEBYTECODE=1
@@ -21,7 +20,10 @@ COPY pyproject.toml README.md* ./
 COPY echoserver ./echoserver
 COPY clients ./clients
 RUN python3 -m venv /opt/echoserver \
-    && /opt/echoserver/bin/pip install --no-compile ".[${EXTRAS}]" \
+    && /opt/echoserver/bin/pip install --no-compile ".[gevent,uvloop]"
+# Declared after the main install so that images with extras share its layer.
+ARG EXTRAS=""
+RUN if [ -n "${EXTRAS}" ]; then /opt/echoserver/bin/pip install --no-compile ".[${EXTRAS}]"; fi \
     && /opt/echoserver/bin/python -m compileall -q /opt/echoserver
 
 FROM ${BASE_IMAGE}
