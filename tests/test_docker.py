@@ -259,18 +259,20 @@ def engine():
     need(not busy, f"127.0.0.1 ports already in use: {busy}")
 
     env = tool_env()
-    started = run([CI_DOCKER / "dockerd.sh", "start"], env=env, timeout=90)
-    env.update(_parse_exports(started.stdout))
+    exports: dict[str, str] = {}
     try:
+        exports = _parse_exports(run([CI_DOCKER / "dockerd.sh", "start"], env=env, timeout=90).stdout)
+        env.update(exports)
         run([CI_DOCKER / "standin-images.sh"], env=env, timeout=300)
         run(["docker", "build", "--network", "host", "-t", "echoserver:latest", "."],
             env=env, timeout=300)
         yield env
     finally:
         try:
-            subprocess.run(["docker", "compose", *ALL_PROFILES, "down", "-v", "--remove-orphans",
-                            "--timeout", "5"], cwd=REPO, env=env, timeout=120,
-                           stdin=subprocess.DEVNULL, capture_output=True)
+            if exports:  # the private engine answered: take down what runs on it
+                subprocess.run(["docker", "compose", *ALL_PROFILES, "down", "-v", "--remove-orphans",
+                                "--timeout", "5"], cwd=REPO, env=env, timeout=120,
+                               stdin=subprocess.DEVNULL, capture_output=True)
         finally:
             subprocess.run([CI_DOCKER / "dockerd.sh", "stop"], cwd=REPO, env=env, timeout=60,
                            stdin=subprocess.DEVNULL)
