@@ -99,6 +99,8 @@ def measure(server, connections: int, size: int, seconds: float) -> tuple[float,
     before = cpu_seconds(server.pid)
     result = run_client(server.port, connections, size, seconds)
     busy = (cpu_seconds(server.pid) - before) / result["seconds"]
+    if busy <= 0:
+        raise RuntimeError("the server got no measurable CPU time in the run")
     # A forking server's children exit after the client leaves; their time counts once reaped.
     with contextlib.suppress(RuntimeError):
         wait_until(lambda: not _children(server.pid), 5, "connection processes to exit")
@@ -116,6 +118,17 @@ def on_cpu(cpu: int):
         yield
     finally:
         os.sched_setaffinity(0, before)
+
+
+@contextlib.contextmanager
+def in_directory(path: str | None):
+    before = os.getcwd()
+    if path:
+        os.chdir(path)
+    try:
+        yield
+    finally:
+        os.chdir(before)
 
 
 class ReferenceServer:
@@ -170,7 +183,8 @@ class Servers:
             server = ServerProcess("--backend", backend, env=self.env)
         else:
             server = ReferenceServer(backend)
-        with on_cpu(SERVER_CPU):
+        # ``python -m`` puts the working directory first on sys.path: start from the copy to measure.
+        with on_cpu(SERVER_CPU), in_directory(self.env["PYTHONPATH"] if self.env else None):
             server.start()
         self.started.append(server)
         return server
