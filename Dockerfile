@@ -40,9 +40,9 @@ ENV PATH=/opt/echoserver/bin:$PATH \
 USER 10001:10001
 WORKDIR /tmp
 EXPOSE 8080
-# SIGTERM starts a graceful drain: stop accepting, let open connections
-# finish within ECHOSERVER_GRACE seconds, exit 0. Keep `docker stop -t` /
-# compose's stop_grace_period above that grace.
+# SIGTERM starts a graceful drain: stop accepting and reading, echo what was
+# already read, close each connection (within ECHOSERVER_GRACE seconds), exit 0.
+# Keep `docker stop -t` / compose's stop_grace_period above that grace.
 STOPSIGNAL SIGTERM
 # A real round trip through the server, not just an open port.
 HEALTHCHECK --interval=5s --timeout=3s --start-period=15s --retries=3 \

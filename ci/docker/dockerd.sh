@@ -10,7 +10,7 @@
 # bridge, and an address pool of its own for compose networks. It adds no NAT
 # and does not switch on IP forwarding: containers reach each other on their
 # compose network and the host reaches them through 127.0.0.1-published ports,
-# nothing else. Image builds use `--network host` (see build-images.sh).
+# nothing else. Image builds therefore use `docker build --network host`.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
