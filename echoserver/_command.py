@@ -70,6 +70,9 @@ def _list_backends(ctx: click.Context, param: click.Parameter, value: bool) -> N
               help="Address to listen on; 0.0.0.0 or :: exposes the server to the network.")
 @click.option("-p", "--port", type=int, default=DEFAULTS.port, show_envvar=True,
               help="TCP port; 0 picks a free one (the ready line tells which).")
+@click.option("--bind", multiple=True, show_envvar=True, metavar="ADDRESS",
+              help="Listen here instead of --host/--port; repeatable: HOST:PORT, [IPV6]:PORT, unix:/PATH.sock "
+                   "(ECHOSERVER_BIND: space-separated).")
 @click.option("--handler", type=click.Choice(HANDLERS), default=DEFAULTS.handler, show_envvar=True,
               help="echo: every byte back; upper: ASCII upper-cased; line: whole newline-terminated lines.")
 @click.option("--max-line", type=SIZE, default=DEFAULTS.max_line, show_envvar=True,

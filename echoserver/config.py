@@ -36,6 +36,9 @@ class ServerConfig:
     backend: str = "asyncio"
     host: str = "127.0.0.1"
     port: int = 8080
+    # Several listeners, served by one backend instance: "HOST:PORT", "[::1]:PORT" or
+    # "unix:/path.sock". Empty: just --host and --port.
+    bind: tuple[str, ...] = ()
     handler: str = "echo"
     max_line: int = 64 * KiB
     cpu_work: int = 0
@@ -59,6 +62,9 @@ class ServerConfig:
 
     def __post_init__(self) -> None:
         _check(self.port, 0, 65535, "port")
+        object.__setattr__(self, "bind", tuple(self.bind))
+        for spec in self.bind:
+            parse_bind(spec)
         if not self.host:
             raise ConfigError("host", "must not be empty (use 127.0.0.1 for loopback, 0.0.0.0 for all interfaces)")
         if self.handler not in HANDLERS:
@@ -80,12 +86,32 @@ class ServerConfig:
         if not 1 <= self.workers <= MAX_WORKERS:
             raise ConfigError("workers", f"must be at least 1 and at most {MAX_WORKERS} (auto: one per available CPU), got {self.workers}")
 
+    def listen_addresses(self) -> list[tuple]:
+        """``("tcp", host, port)`` or ``("unix", path)`` for every listener."""
+        if not self.bind:
+            return [("tcp", self.host, self.port)]
+        return [parse_bind(spec) for spec in self.bind]
+
     @property
     def io_delay_s(self) -> float:
         return self.io_delay / 1000.0
 
     def replace(self, **changes: object) -> "ServerConfig":
         return dataclasses.replace(self, **changes)
+
+
+def parse_bind(spec: str) -> tuple:
+    """``unix:/run/echo.sock`` -> ("unix", path); ``[::1]:8080`` / ``0.0.0.0:8080`` -> ("tcp", host, port)."""
+    if spec.startswith("unix:"):
+        path = spec[5:]
+        if not path:
+            raise ConfigError("bind", f"{spec!r} names no path; write unix:/path/to/echo.sock")
+        return ("unix", path)
+    host, sep, port = spec.rpartition(":")
+    if not sep or not port.isdigit() or not host:
+        raise ConfigError("bind", f"{spec!r} is not HOST:PORT, [IPV6]:PORT or unix:PATH")
+    _check(int(port), 0, 65535, "bind")
+    return ("tcp", host.strip("[]"), int(port))
 
 
 def _check(value: float, low: float, high: float, option: str) -> None:

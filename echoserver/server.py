@@ -16,7 +16,7 @@ from typing import Callable, Iterator
 
 from . import backends
 from .config import ServerConfig
-from .listener import bind_listener, format_address
+from .listener import bind_listeners, format_address, remove_files, unix_paths
 from .reporting import reporting
 from .stats import empty
 
@@ -28,13 +28,19 @@ def ready_line(address: tuple, backend: str) -> str:
     return f"listening on {format_address(address)} backend={backend}"
 
 
-_READY = re.compile(r"listening on \[?(?P<host>[^\]\s]+?)\]?:(?P<port>\d+) backend=(?P<backend>\S+)")
+_READY = re.compile(r"listening on (?:unix:(?P<path>\S+)|\[?(?P<host>[^\]\s]+?)\]?:(?P<port>\d+)) "
+                    r"backend=(?P<backend>\S+)")
 
 
 def parse_ready_line(line: str) -> tuple[str, int, str] | None:
-    """``(host, port, backend)`` from a ready line, or ``None`` if ``line`` is not one."""
+    """``(host, port, backend)`` from a ready line (``("unix:PATH", 0, backend)`` for a Unix
+    socket), or ``None`` if ``line`` is not one."""
     match = _READY.search(line)
-    return (match["host"], int(match["port"]), match["backend"]) if match else None
+    if not match:
+        return None
+    if match["path"]:
+        return (f"unix:{match['path']}", 0, match["backend"])
+    return (match["host"], int(match["port"]), match["backend"])
 
 
 def serve(config: ServerConfig, *, on_ready: Callable[[tuple], None] | None = None) -> dict:
@@ -56,19 +62,24 @@ def serve(config: ServerConfig, *, on_ready: Callable[[tuple], None] | None = No
             raise SystemExit(status)
         return empty()
     backend_class = backends.load(config.backend)
-    listener = bind_listener(config)
-    address = listener.getsockname()
+    listeners = bind_listeners(config)
+    addresses = [sock.getsockname() for sock in listeners]
+    files = unix_paths(listeners)
     backend = backend_class(config)
     accepting = threading.Event()
 
     def ready() -> None:
         accepting.set()
-        print(ready_line(address, config.backend), file=sys.stderr, flush=True)
+        for address in addresses:
+            print(ready_line(address, config.backend), file=sys.stderr, flush=True)
         if on_ready:
-            on_ready(address)
+            on_ready(addresses[0])
 
-    with reporting(config, backend.snapshot, lambda: accepting.is_set() and not backend.stopping):
-        backend.run(listener, ready, handle_signals=True)
+    try:
+        with reporting(config, backend.snapshot, lambda: accepting.is_set() and not backend.stopping):
+            backend.run(listeners, ready, handle_signals=True)
+    finally:
+        remove_files(files)
     totals = backend.snapshot()
     log.info("stopped: %(accepted)d connections, %(bytes_in)d bytes in, %(bytes_out)d bytes out", totals)
     return totals
@@ -80,8 +91,10 @@ class RunningServer:
     def __init__(self, config: ServerConfig) -> None:
         self.config = config
         self.backend = backends.load(config.backend)(config)
-        self.listener = bind_listener(config)
-        self.address: tuple = self.listener.getsockname()[:2]
+        self.listeners = bind_listeners(config)
+        self.addresses: list = [sock.getsockname() for sock in self.listeners]
+        self.address: tuple = self.addresses[0][:2] if isinstance(self.addresses[0], tuple) else self.addresses[0]
+        self._files = unix_paths(self.listeners)
         self._ready = threading.Event()
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name=f"echoserver-{config.backend}", daemon=True)
@@ -110,10 +123,11 @@ class RunningServer:
         self._thread.join(timeout if timeout is not None else self.config.grace + 10)
         if self._thread.is_alive():
             raise RuntimeError(f"{self.config.backend} server did not stop")
+        remove_files(self._files)
 
     def _run(self) -> None:
         try:
-            self.backend.run(self.listener, self._ready.set)
+            self.backend.run(self.listeners, self._ready.set)
         except BaseException as exc:  # surfaced by start()
             self._error = exc
             self._ready.set()

@@ -49,7 +49,7 @@ from . import backends
 from ._process_utils import die_with_parent
 from .backends.base import SHUTDOWN_SIGNALS
 from .config import ServerConfig
-from .listener import bind_listener, format_address
+from .listener import bind_listeners, close_listeners, format_address
 from .logs import StatsReporter
 from .server import ready_line
 from .stats import Publisher, SlotTable, add, empty
@@ -85,11 +85,11 @@ def supervise(config: ServerConfig) -> int:
     when the address cannot be bound or the backend is unavailable.
     """
     backend_class = backends.load(config.backend)
-    listener = bind_listener(config)
+    listeners = bind_listeners(config)
     try:
-        return Supervisor(config, backend_class, listener).run()
+        return Supervisor(config, backend_class, listeners).run()
     finally:
-        listener.close()
+        close_listeners(listeners)
 
 
 @dataclass
@@ -102,10 +102,10 @@ class Worker:
 
 
 class Supervisor:
-    def __init__(self, config: ServerConfig, backend_class: type, listener) -> None:
+    def __init__(self, config: ServerConfig, backend_class: type, listeners: list) -> None:
         self.config = config
         self.backend_class = backend_class
-        self.listener = listener
+        self.listeners = listeners
         self.workers: dict[int, Worker] = {}  # by PID
         self.quick_deaths = [0] * config.workers  # per slot, in a row
         self.restarts: dict[int, float] = {}  # slot -> when to start its next worker
@@ -202,8 +202,9 @@ class Supervisor:
         if not self.announced and not self.stopping and all(w.ready for w in self.workers.values()) \
                 and len(self.workers) == self.config.workers:
             self.announced = True
-            line = ready_line(self.listener.getsockname(), self.config.backend)
-            print(f"{line} workers={self.config.workers}", file=sys.stderr, flush=True)
+            for listener in self.listeners:
+                line = ready_line(listener.getsockname(), self.config.backend)
+                print(f"{line} workers={self.config.workers}", file=sys.stderr, flush=True)
 
     # -- workers ----------------------------------------------------------------
 
@@ -235,7 +236,7 @@ class Supervisor:
             for fd in inherited:
                 os.close(fd)
             os.setpgid(0, 0)
-            status = run_worker(self.config, self.backend_class, self.listener, ready_w, os.getppid(),
+            status = run_worker(self.config, self.backend_class, self.listeners, ready_w, os.getppid(),
                                 self.table, slot)
         except BaseException:  # noqa: BLE001 - a worker must never return into the supervisor's loop
             worker_log.exception("worker %d failed", os.getpid())
@@ -315,7 +316,7 @@ class Supervisor:
             self.clean = False
 
 
-def run_worker(config: ServerConfig, backend_class: type, listener, ready_w: int, supervisor: int,
+def run_worker(config: ServerConfig, backend_class: type, listeners: list, ready_w: int, supervisor: int,
                table: SlotTable, slot: int) -> int:
     """The body of a worker process: run the backend on the inherited listener until told to stop."""
     if "gevent" in sys.modules:
@@ -337,7 +338,7 @@ def run_worker(config: ServerConfig, backend_class: type, listener, ready_w: int
 
     publisher = Publisher(backend.snapshot, table, slot).start()
     try:
-        backend.run(listener, ready, handle_signals=True)
+        backend.run(listeners, ready, handle_signals=True)
     finally:
         publisher.stop()
     totals = backend.snapshot()

@@ -175,7 +175,7 @@ class CrashingBackend(Backend):
 
     name = "crashing"
 
-    def run(self, listener, ready, *, handle_signals=False) -> None:
+    def run(self, listeners, ready, *, handle_signals=False) -> None:
         ready()
         time.sleep(0.05)
         os._exit(3)
@@ -210,7 +210,7 @@ def test_a_crash_loop_is_restarted_with_growing_delays() -> None:
     hang_guard = threading.Timer(20, os.kill, (os.getpid(), signal.SIGTERM))
     hang_guard.start()
     try:
-        assert Supervisor(config, CrashingBackend, listener).run() == 0
+        assert Supervisor(config, CrashingBackend, [listener]).run() == 0
     finally:
         hang_guard.cancel()
         logger.removeHandler(watcher)

@@ -37,8 +37,13 @@ class Backend(ABC):
         self._starved = False  # accept() is failing for lack of descriptors
 
     @abstractmethod
-    def run(self, listener: socket.socket, ready: Callable[[], None], *, handle_signals: bool = False) -> None:
-        """Serve until :meth:`stop`, then drain; returns when every connection is gone."""
+    def run(self, listeners: list[socket.socket], ready: Callable[[], None], *,
+            handle_signals: bool = False) -> None:
+        """Serve every listener until :meth:`stop`, then drain; returns when every connection is gone.
+
+        Closing the listeners is the backend's job (stop accepting at once);
+        removing a Unix socket's file is the owner's, once the server is gone.
+        """
 
     def stop(self, *, force: bool = False) -> None:
         """Ask the server to stop; safe from a signal handler and from any thread.

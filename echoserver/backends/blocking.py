@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import select
+import signal
 import socket
 import threading
 import time
@@ -39,7 +40,7 @@ class BlockingBackend(Backend):
         self._wake_w.setblocking(False)
         self.connections: set[BlockingConnection] = set()
         self._lock = threading.Lock()
-        self.listener: socket.socket | None = None
+        self.listeners: list[socket.socket] = []
 
     # -- what subclasses change -------------------------------------------------
 
@@ -52,6 +53,13 @@ class BlockingBackend(Backend):
 
     def wait_readable(self, socks: list, timeout: float | None) -> list:
         return select.select(socks, [], [], timeout)[0]
+
+    def install_signal_handlers(self) -> None:
+        super().install_signal_handlers()
+        # A signal may land on any thread (a connection's, a pool worker); only the
+        # main thread runs Python handlers, and only once its select() returns. The
+        # wake-up fd makes the C-level handler write to our wake socket, so it does.
+        signal.set_wakeup_fd(self._wake_w.fileno(), warn_on_full_buffer=False)
 
     def on_wake(self) -> None:
         """Called whenever the accept loop wakes up (fork reaps children here)."""
@@ -66,45 +74,53 @@ class BlockingBackend(Backend):
 
     # -- the loop ---------------------------------------------------------------
 
-    def run(self, listener: socket.socket, ready: Callable[[], None], *, handle_signals: bool = False) -> None:
-        self.listener = listener
-        listener.setblocking(False)
+    def run(self, listeners: list[socket.socket], ready: Callable[[], None], *,
+            handle_signals: bool = False) -> None:
+        self.listeners = listeners
+        for listener in listeners:
+            listener.setblocking(False)
         if handle_signals:
             self.install_signal_handlers()
         ready()
         try:
-            self._accept_until_stopped(listener)
+            self._accept_until_stopped(listeners)
         finally:
-            listener.close()
+            for listener in listeners:
+                listener.close()
             self.drain()
+            if handle_signals:
+                signal.set_wakeup_fd(-1)  # the wake socket closes next
             self._wake_r.close()
             self._wake_w.close()
 
-    def _accept_until_stopped(self, listener: socket.socket) -> None:
+    def _accept_until_stopped(self, listeners: list[socket.socket]) -> None:
         backoff = 0.0
         while not self.stopping:
             watching = [self._wake_r]
             if self.has_capacity() and not backoff:
-                watching.append(listener)
+                watching.extend(listeners)
             readable = self.wait_readable(watching, backoff or self.poll_interval)
             backoff = 0.0
             if self._wake_r in readable:
                 self._clear_wake()
             self.on_wake()
-            if listener not in readable or self.stopping:
-                continue
-            try:
-                sock, peer = listener.accept()
-            except BlockingIOError:
-                continue  # another process took it (several workers on one socket)
-            except OSError as exc:
-                backoff = self.accept_failed(exc)
-                continue
-            self.accept_succeeded()
-            connection = BlockingConnection(sock, self.config, self.stats, self.sleep, peer)
-            with self._lock:
-                self.connections.add(connection)
-            self.dispatch(connection)
+            for listener in readable:
+                if listener is self._wake_r or self.stopping or not self.has_capacity():
+                    continue
+                try:
+                    sock, peer = listener.accept()
+                except BlockingIOError:
+                    continue  # another process took it (several workers on one socket)
+                except OSError as exc:
+                    backoff = self.accept_failed(exc)
+                    continue
+                self.accept_succeeded()
+                if sock.family != socket.AF_UNIX:
+                    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # as asyncio does
+                connection = BlockingConnection(sock, self.config, self.stats, self.sleep, peer)
+                with self._lock:
+                    self.connections.add(connection)
+                self.dispatch(connection)
 
     def serve(self, connection: BlockingConnection) -> None:
         """Run one connection to its end; whoever runs connections calls this."""

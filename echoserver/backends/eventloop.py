@@ -161,15 +161,16 @@ class EventLoopBackend(Backend):
     def new_event_loop(self) -> asyncio.AbstractEventLoop:
         raise NotImplementedError
 
-    def run(self, listener: socket.socket, ready: Callable[[], None], *, handle_signals: bool = False) -> None:
+    def run(self, listeners: list[socket.socket], ready: Callable[[], None], *,
+            handle_signals: bool = False) -> None:
         self.connections: set[EchoProtocol] = set()
         loop = self.new_event_loop()
         try:
-            loop.run_until_complete(self._main(listener, ready, handle_signals))
+            loop.run_until_complete(self._main(listeners, ready, handle_signals))
         finally:
             loop.close()
 
-    async def _main(self, listener: socket.socket, ready: Callable[[], None], handle_signals: bool) -> None:
+    async def _main(self, listeners: list[socket.socket], ready: Callable[[], None], handle_signals: bool) -> None:
         self.loop = asyncio.get_running_loop()
         # One permit per connection the server may serve at once (--max-connections):
         # the accept loop takes one before accepting, connection_lost gives it back.
@@ -181,14 +182,18 @@ class EventLoopBackend(Backend):
         if handle_signals:
             for signum in SHUTDOWN_SIGNALS:
                 self.loop.add_signal_handler(signum, self.on_shutdown_signal, signum)
-        listener.setblocking(False)
-        accepting = self.loop.create_task(self._accept(listener))
+        accepting = []
+        for listener in listeners:
+            listener.setblocking(False)
+            accepting.append(self.loop.create_task(self._accept(listener)))
         sweeper = self.loop.create_task(self._sweep_idle()) if self.config.idle_timeout else None
         ready()
         await self._stopped.wait()
-        accepting.cancel()
-        await asyncio.gather(accepting, return_exceptions=True)
-        listener.close()
+        for task in accepting:
+            task.cancel()
+        await asyncio.gather(*accepting, return_exceptions=True)
+        for listener in listeners:
+            listener.close()
         await self._drain()
         if sweeper:
             sweeper.cancel()

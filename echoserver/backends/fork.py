@@ -104,6 +104,7 @@ class ForkPerConnectionBackend(BlockingBackend):
                     force_at = time.monotonic() + self.config.grace
                     connection.drain()
 
+            signal.set_wakeup_fd(-1)  # the parent's wake socket is closed here
             for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGALRM):
                 signal.signal(signum, on_signal)
             signal.signal(signal.SIGCHLD, signal.SIG_DFL)

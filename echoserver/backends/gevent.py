@@ -26,11 +26,13 @@ from .connection import BlockingConnection
 class GeventBackend(BlockingBackend):
     name = "gevent"
 
-    def run(self, listener: socket.socket, ready: Callable[[], None], *, handle_signals: bool = False) -> None:
+    def run(self, listeners: list[socket.socket], ready: Callable[[], None], *,
+            handle_signals: bool = False) -> None:
         self.group = gevent.pool.Group()
-        if not isinstance(listener, gevent.socket.socket):
-            listener = gevent.socket.socket(listener.family, listener.type, listener.proto, fileno=listener.detach())
-        super().run(listener, ready, handle_signals=handle_signals)
+        cooperative = [sock if isinstance(sock, gevent.socket.socket) else
+                       gevent.socket.socket(sock.family, sock.type, sock.proto, fileno=sock.detach())
+                       for sock in listeners]
+        super().run(cooperative, ready, handle_signals=handle_signals)
 
     def install_signal_handlers(self) -> None:
         # A plain signal.signal handler would run only when the hub next wakes

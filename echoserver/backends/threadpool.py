@@ -19,10 +19,11 @@ from .connection import BlockingConnection
 class ThreadPoolBackend(BlockingBackend):
     name = "threadpool"
 
-    def run(self, listener: socket.socket, ready: Callable[[], None], *, handle_signals: bool = False) -> None:
+    def run(self, listeners: list[socket.socket], ready: Callable[[], None], *,
+            handle_signals: bool = False) -> None:
         self.pool = ThreadPoolExecutor(max_workers=self.config.pool_size, thread_name_prefix="echo-pool")
         try:
-            super().run(listener, ready, handle_signals=handle_signals)
+            super().run(listeners, ready, handle_signals=handle_signals)
         finally:
             # The drain has already ended or cut every connection, queued ones
             # included, so nothing left in the pool can block this.
