@@ -1,7 +1,9 @@
-"""The PNG chart of an ``echo-bench`` run: throughput, and latency percentiles, per backend.
+"""The PNG chart of an ``echo-bench`` run: throughput, latency percentiles and server memory.
 
 Throughput alone flatters the models that queue work; the latency panel (log
-scale, p50 / p99 / p99.9) shows what the queueing costs each message. Needs
+scale, p50 / p99 / p99.9) shows what the queueing costs each message, and the
+memory panel (the server's PSS, children included) what each connection costs
+to keep. Needs
 matplotlib (``pip install 'echoserver[plot]'``); without it the chart is
 skipped with a note, never an error.
 """
@@ -24,7 +26,10 @@ def plot(results: list[dict], path: Path, title: str) -> str:
         return "(no chart: matplotlib is not installed; `pip install 'echoserver[plot]'`)"
     runs = [r for r in results if not r.get("failed")]
     labels = [r["label"] for r in runs]
-    figure, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5), constrained_layout=True)
+    memory = [(r.get("server") or {}).get("pss_mb") for r in runs]
+    panels = 3 if any(value is not None for value in memory) else 2
+    figure, axes = plt.subplots(1, panels, figsize=(6 * panels, 4.5), constrained_layout=True)
+    left, right = axes[0], axes[1]
     figure.suptitle(title)
 
     rates = [r["msgs_per_s"] for r in runs]
@@ -44,7 +49,12 @@ def plot(results: list[dict], path: Path, title: str) -> str:
     right.set_ylabel("latency, microseconds (lower is better)")
     right.set_title("latency percentiles")
     right.legend()
-    for axis in (left, right):
+    if panels == 3:
+        bars = axes[2].bar(labels, [value or 0 for value in memory], color="#55A868")
+        axes[2].bar_label(bars, labels=["-" if v is None else f"{v:,.0f}" for v in memory], fontsize=8)
+        axes[2].set_ylabel("server PSS, MiB (lower is better)")
+        axes[2].set_title("server memory at the end of the run")
+    for axis in axes:
         axis.tick_params(axis="x", rotation=20)
         axis.grid(axis="y", alpha=0.3)
     figure.savefig(path, dpi=100)
@@ -57,5 +67,5 @@ def _served_notes(axis, runs: list[dict]) -> None:
     for i, r in enumerate(runs):
         fair = r.get("fairness") or {}
         if fair.get("served") != fair.get("connections"):
-            axis.annotate(f"served {fair.get('served')}/{fair.get('connections')}", (i, 0),
-                          xytext=(0, 4), textcoords="offset points", ha="center", fontsize=8, color="#C44E52")
+            axis.annotate(f"served {fair.get('served')}/{fair.get('connections')}", (i, r["msgs_per_s"]),
+                          xytext=(0, 14), textcoords="offset points", ha="center", fontsize=8, color="#C44E52")
