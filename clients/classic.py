@@ -108,7 +108,7 @@ class BlockingWorker:
         self.window = [now]
         if self.probe:
             self.probe("start")
-        return self.completed + self.requests if self.requests else float("inf")
+        return self.completed + self.requests if self.spec.requests else float("inf")
 
     def per_connection(self) -> list[int]:
         return [self.window_messages]

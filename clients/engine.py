@@ -320,7 +320,7 @@ class EpollWorker:
         self.latency.clear()
         self.baseline = [conn.messages for conn in self.conns]
         self.baseline_total = self.completed
-        if self.requests:
+        if self.spec.requests:  # a worker whose share is 0 stops at once
             self.stop_after = self.completed + self.requests
         self.window = [now]
         if self.probe:

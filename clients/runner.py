@@ -60,11 +60,12 @@ def run_process(spec: LoadSpec, index: int, threads: list[int], address: tuple,
     schedule = _Schedule(barrier, timeout)
     worker_class = BlockingWorker if spec.engine == "blocking" else EpollWorker
     workers, start = [], first_client
+    shares = split(spec.requests, sum(threads))  # --requests, exactly, over every worker of the run
     for n, clients in enumerate(split(client_counts[index], threads[index])):
         streams = [(i, pool.stream(i)) for i in range(start, start + clients)]
         start += clients
         workers.append(worker_class(
-            spec, streams, address, schedule, progress, first_slot + n, requests=_share(spec.requests, clients, spec.clients),
+            spec, streams, address, schedule, progress, first_slot + n, requests=shares[first_slot + n],
             rate=spec.rate * clients / spec.clients, probe=probe.mark if n == 0 else None))
     runners = [threading.Thread(target=_guard(worker, errors, first_slot + n), name=f"echo-load-{first_slot + n}",
                                 daemon=True)
@@ -103,10 +104,6 @@ def _guard(worker, errors, slot: int) -> Callable[[], None]:
             worker.errors[f"internal:{type(exc).__name__}"] += 1
         errors[slot] = sum(worker.errors.values()) + worker.mismatches
     return target
-
-
-def _share(total: int, part: int, whole: int) -> int:
-    return -(-total * part // whole) if total else 0
 
 
 def _partial(spec: LoadSpec, workers: list, probe: CpuProbe) -> dict:
