@@ -48,6 +48,21 @@ class WorkerCount(click.ParamType):
             self.fail(f"{value!r} is not a number of workers (a whole number, or auto)", param, ctx)
 
 
+class Delay(click.ParamType):
+    """``MS`` or ``MS:JITTER``: a fixed delay per reply, optionally give or take a random jitter."""
+
+    name = "MS[:JITTER]"
+
+    def convert(self, value, param, ctx):  # noqa: ANN001 - click's signature
+        if isinstance(value, tuple):
+            return value
+        base, _, jitter = str(value).partition(":")
+        try:
+            return (float(base), float(jitter or 0))
+        except ValueError:
+            self.fail(f"{value!r} is not MS or MS:JITTER (examples: 50, 50:10)", param, ctx)
+
+
 SIZE = Size()
 DEFAULTS = ServerConfig()
 
@@ -101,6 +116,22 @@ def _list_backends(ctx: click.Context, param: click.Parameter, value: bool) -> N
               help="Processes accepting on the one listening socket, each running the backend, under a supervisor "
                    "that restarts them; auto: one per available CPU. With fork: N accepting processes that each "
                    "fork per connection.")
+@click.option("--tls-cert", default="", show_envvar=True, metavar="FILE", help="Serve TLS with this certificate (PEM).")
+@click.option("--tls-key", default="", show_envvar=True, metavar="FILE", help="The certificate's private key (PEM).")
+@click.option("--tls-client-ca", default="", show_envvar=True, metavar="FILE",
+              help="Require client certificates signed by this CA (mutual TLS).")
+@click.option("--proxy-protocol", type=click.Choice(["off", "optional", "required"]), default="off", show_envvar=True,
+              help="Read the PROXY protocol v1/v2 header a load balancer prepends; optional: plain clients too.")
+@click.option("--banner", default="", show_envvar=True, metavar="TEXT",
+              help="A line sent once on connect; {hostname} and {backend} are filled in. Off by default.")
+@click.option("--delay", type=Delay(), default="0", show_envvar=True,
+              help="Fault injection: wait MS (+/- JITTER) milliseconds before each reply.")
+@click.option("--reset-probability", type=float, default=0.0, show_envvar=True, metavar="P",
+              help="Fault injection: abort the connection with an RST instead of replying, with probability P.")
+@click.option("--trickle", type=SIZE, default=0, show_envvar=True, metavar="BYTES_PER_S",
+              help="Fault injection: write replies at this many bytes per second.")
+@click.option("--max-bytes-per-connection", type=SIZE, default=0, show_envvar=True, metavar="N",
+              help="Fault injection: echo N bytes, then close the connection.")
 @click.option("--metrics-port", type=int, default=None, show_envvar=True, metavar="PORT",
               help="Serve Prometheus metrics at /metrics and a health check at /healthz (0: any free port).")
 @click.option("--metrics-host", default=DEFAULTS.metrics_host, show_envvar=True,

@@ -10,6 +10,7 @@ import dataclasses
 from dataclasses import dataclass
 
 HANDLERS = ("echo", "upper", "line")
+PROXY_MODES = ("off", "optional", "required")
 
 KiB = 1024
 MiB = 1024 * KiB
@@ -54,6 +55,17 @@ class ServerConfig:
     # stops reading from it: the bound that keeps a client that never reads from
     # making the server buffer without limit.
     write_buffer_limit: int = 1 * MiB
+    # What deployments ask of an echo server: TLS, the PROXY protocol, a banner.
+    tls_cert: str = ""
+    tls_key: str = ""
+    tls_client_ca: str = ""  # set: clients must present a certificate signed by this CA (mutual TLS)
+    proxy_protocol: str = "off"
+    banner: str = ""  # sent once on connect; {hostname} and {backend} are filled in
+    # Fault injection, for testing the clients and proxies in front of the server. Off by default.
+    delay: tuple[float, float] = (0.0, 0.0)  # milliseconds before each reply, and +/- jitter
+    reset_probability: float = 0.0  # per reply: abort the connection with an RST instead
+    trickle: int = 0  # bytes per second at which replies are written (0: at once)
+    max_bytes_per_connection: int = 0  # echo this many bytes, then close (0: no limit)
     metrics_port: int | None = None  # None: no metrics endpoint; 0: any free port
     metrics_host: str = "127.0.0.1"
     stats_interval: float = 0.0  # seconds between stats log lines, 0: none
@@ -80,6 +92,18 @@ class ServerConfig:
         _check(self.backlog, 1, 65535, "backlog")
         _check(self.buffer_size, 1, 64 * MiB, "buffer_size")
         _check(self.write_buffer_limit, 1, 1 << 30, "write_buffer_limit")
+        if bool(self.tls_cert) != bool(self.tls_key):
+            raise ConfigError("tls_key" if self.tls_cert else "tls_cert", "--tls-cert and --tls-key go together")
+        if self.tls_client_ca and not self.tls_cert:
+            raise ConfigError("tls_client_ca", "mutual TLS needs --tls-cert and --tls-key too")
+        if self.proxy_protocol not in PROXY_MODES:
+            raise ConfigError("proxy_protocol", f"choose one of {', '.join(PROXY_MODES)}")
+        object.__setattr__(self, "delay", tuple(self.delay))
+        if len(self.delay) != 2 or not 0 <= self.delay[1] <= self.delay[0] <= 3_600_000:
+            raise ConfigError("delay", f"MS[:JITTER] with 0 <= JITTER <= MS, got {self.delay}")
+        _check(self.reset_probability, 0, 1, "reset_probability")
+        _check(self.trickle, 0, 1 << 40, "trickle")
+        _check(self.max_bytes_per_connection, 0, 1 << 60, "max_bytes_per_connection")
         if self.metrics_port is not None:
             _check(self.metrics_port, 0, 65535, "metrics_port")
         _check(self.stats_interval, 0, 86400, "stats_interval")
@@ -95,6 +119,15 @@ class ServerConfig:
     @property
     def io_delay_s(self) -> float:
         return self.io_delay / 1000.0
+
+    @property
+    def faults(self) -> bool:
+        return bool(self.delay[0] or self.reset_probability or self.trickle or self.max_bytes_per_connection)
+
+    @property
+    def paced(self) -> bool:
+        """Whether replies take the slow path (a wait, a fault) rather than going straight back."""
+        return bool(self.io_delay) or self.faults
 
     def replace(self, **changes: object) -> "ServerConfig":
         return dataclasses.replace(self, **changes)

@@ -30,11 +30,13 @@ class Handler:
     the handler wants the connection closed once the reply is sent.
     """
 
-    __slots__ = ("cpu_work", "closing")
+    __slots__ = ("cpu_work", "closing", "error")
+    proxy_version = None  # see ProxyGate
 
     def __init__(self, cpu_work: int = 0) -> None:
         self.cpu_work = cpu_work
         self.closing = False
+        self.error: str | None = None  # why the handler closes, when it is the peer's fault
 
     def feed(self, data: bytes) -> tuple[bytes, int]:
         if self.cpu_work:
@@ -104,10 +106,58 @@ def _longest_line(block: bytes) -> int:
     return max(len(line) + 1 for line in block.split(b"\n")[:-1])
 
 
+class ProxyGate:
+    """Reads the PROXY protocol header a load balancer prepends, then hands the rest to ``inner``.
+
+    A malformed header (or none, with ``--proxy-protocol required``) closes the
+    connection with no reply; ``error`` says why, for the log.
+    """
+
+    __slots__ = ("inner", "reader", "error", "proxy_version", "source", "_closing")
+
+    def __init__(self, inner: Handler, mode: str) -> None:
+        from .proxy_protocol import ProxyHeaderReader
+
+        self.inner = inner
+        self.reader = ProxyHeaderReader(mode)
+        self.error: str | None = None
+        self.proxy_version: int | None = None
+        self.source: tuple | None = None  # the real client, as the load balancer saw it
+        self._closing = False
+
+    @property
+    def closing(self) -> bool:
+        return self._closing or self.inner.closing
+
+    def feed(self, data: bytes) -> tuple[bytes, int]:
+        if self.reader is not None:
+            from .proxy_protocol import ProxyProtocolError
+
+            try:
+                payload = self.reader.feed(bytes(data))
+            except ProxyProtocolError as exc:
+                self.error, self._closing, self.reader = f"bad PROXY header: {exc}", True, None
+                return b"", 0
+            if payload is None:
+                return b"", 0
+            self.proxy_version, self.source, self.reader = self.reader.version, self.reader.source, None
+            if not payload:
+                return b"", 0
+            data = payload
+        return self.inner.feed(data)
+
+    def eof(self) -> bytes:
+        return b"" if self.reader is not None else self.inner.eof()
+
+
 def make_handler(config: ServerConfig) -> Handler:
     """A fresh handler for one connection."""
     if config.handler == "line":
-        return LineHandler(config.cpu_work, config.max_line)
-    if config.handler == "upper":
-        return UpperHandler(config.cpu_work)
-    return EchoHandler(config.cpu_work)
+        handler = LineHandler(config.cpu_work, config.max_line)
+    elif config.handler == "upper":
+        handler = UpperHandler(config.cpu_work)
+    else:
+        handler = EchoHandler(config.cpu_work)
+    if config.proxy_protocol != "off":
+        return ProxyGate(handler, config.proxy_protocol)
+    return handler

@@ -27,7 +27,7 @@ from prometheus_client.exposition import ThreadingWSGIServer
 from wsgiref.simple_server import WSGIServer
 
 from .listener import BindError
-from .stats import ERROR_KINDS
+from .stats import ERROR_KINDS, FAULT_KINDS
 
 log = logging.getLogger("echoserver.metrics")
 
@@ -59,6 +59,15 @@ class EchoCollector:
         for kind in ERROR_KINDS:
             errors.add_metric([kind], values[f"error_{kind}"])
         yield errors
+        faults = CounterMetricFamily("echoserver_faults", "Injected faults, by kind.", labels=["kind"])
+        for kind in FAULT_KINDS:
+            faults.add_metric([kind], values[f"fault_{kind}"])
+        yield faults
+        proxied = CounterMetricFamily("echoserver_proxied_connections",
+                                      "Connections that arrived with a PROXY protocol header.", labels=["version"])
+        for version in (1, 2):
+            proxied.add_metric([str(version)], values[f"proxied_v{version}"])
+        yield proxied
         cpu, rss, count = _process_tree(self.pid)
         yield CounterMetricFamily("echoserver_process_cpu_seconds", "CPU time of the server's processes.", value=cpu)
         yield GaugeMetricFamily("echoserver_process_resident_memory_bytes",

@@ -27,6 +27,10 @@ def reporting(config: ServerConfig, snapshot: Callable[[], dict], accepting: Cal
     a start-up error like any other.
     """
     running: list = []
+    if config.faults:
+        from .faults import describe
+
+        log.warning("fault injection on: %s", describe(config))
     try:
         if config.metrics_port is not None:
             from .metrics import MetricsServer

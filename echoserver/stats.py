@@ -19,12 +19,14 @@ import threading
 from dataclasses import dataclass
 
 ERROR_KINDS = ("reset", "broken_pipe", "aborted", "timeout", "not_connected", "unreachable", "server",
-               "accept_emfile", "accept_enfile", "accept_enobufs", "accept_enomem")
-COUNTERS = ("accepted", "closed", "idle_closed", "rejected", "bytes_in", "bytes_out", "messages")
+               "tls", "proxy_header", "accept_emfile", "accept_enfile", "accept_enobufs", "accept_enomem")
+FAULT_KINDS = ("delayed", "reset", "trickled", "truncated")
+COUNTERS = ("accepted", "closed", "idle_closed", "rejected", "bytes_in", "bytes_out", "messages",
+            "proxied_v1", "proxied_v2") + tuple(f"fault_{kind}" for kind in FAULT_KINDS)
 FIELDS = COUNTERS + ("active",) + tuple(f"error_{kind}" for kind in ERROR_KINDS)
 
 
-@dataclass
+@dataclass(slots=True)
 class ConnectionStats:
     bytes_in: int = 0
     bytes_out: int = 0

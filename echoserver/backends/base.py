@@ -17,6 +17,7 @@ from typing import Callable, ClassVar
 
 from ..config import ServerConfig
 from ..stats import Stats
+from ..tls import server_context
 
 log = logging.getLogger("echoserver")
 
@@ -24,6 +25,14 @@ SHUTDOWN_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 # accept() errors that mean "out of descriptors or memory": wait, do not spin.
 RESOURCE_ERRNOS = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
+
+
+def banner_bytes(text: str, backend: str) -> bytes:
+    """``--banner`` with ``{hostname}`` and ``{backend}`` filled in, as one line; b"" when off."""
+    if not text:
+        return b""
+    line = text.replace("{hostname}", socket.gethostname()).replace("{backend}", backend)
+    return (line if line.endswith("\n") else line + "\n").encode()
 
 
 class Backend(ABC):
@@ -34,6 +43,8 @@ class Backend(ABC):
         self.stats = stats if stats is not None else Stats()
         self.stopping = False  # stop accepting, drain what is connected
         self.forcing = False  # close whatever is still connected, now
+        self.tls = server_context(config, self.ssl_module())
+        self.banner = banner_bytes(config.banner, self.name)
         self._starved = False  # accept() is failing for lack of descriptors
 
     @abstractmethod
@@ -56,6 +67,10 @@ class Backend(ABC):
         self.stopping = True
         self.forcing = self.forcing or force
         self.wake()
+
+    def ssl_module(self):
+        """The ``ssl`` module TLS contexts come from (gevent brings its own cooperative one)."""
+        return None
 
     def snapshot(self) -> dict:
         """The counters of everything this backend serves (see :mod:`echoserver.stats`)."""

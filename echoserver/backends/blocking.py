@@ -117,7 +117,7 @@ class BlockingBackend(Backend):
                 self.accept_succeeded()
                 if sock.family != socket.AF_UNIX:
                     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # as asyncio does
-                connection = BlockingConnection(sock, self.config, self.stats, self.sleep, peer)
+                connection = BlockingConnection(sock, self, peer)
                 with self._lock:
                     self.connections.add(connection)
                 self.dispatch(connection)

@@ -17,11 +17,15 @@ import errno
 import logging
 import os
 import socket
-from typing import Callable
+import struct
+from typing import TYPE_CHECKING
 
-from ..config import ServerConfig
+from ..faults import Pacing
 from ..handlers import make_handler
-from ..stats import Stats
+from ..tls import HANDSHAKE_TIMEOUT
+
+if TYPE_CHECKING:
+    from .blocking import BlockingBackend
 
 log = logging.getLogger("echoserver.connection")
 
@@ -43,64 +47,116 @@ def peer_error_kind(exc: BaseException) -> str | None:
     return None
 
 
+class ResetInjected(Exception):
+    """``--reset-probability`` chose this reply: the connection ends with an RST."""
+
+
+def reset_connection(sock: object) -> None:
+    """Make the coming close an RST (SO_LINGER 0) rather than a FIN."""
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+
+
 class BlockingConnection:
     """One client on a blocking socket, served until it or the server is done."""
 
-    __slots__ = ("sock", "config", "stats", "sleep", "peer", "_drained")
+    __slots__ = ("sock", "backend", "peer", "_drained")
 
-    def __init__(self, sock: socket.socket, config: ServerConfig, stats: Stats,
-                 sleep: Callable[[float], None], peer: object = None) -> None:
+    def __init__(self, sock: socket.socket, backend: "BlockingBackend", peer: object = None) -> None:
         self.sock = sock
-        self.config = config
-        self.stats = stats
-        self.sleep = sleep
+        self.backend = backend
         self.peer = peer
         self._drained = False
 
     def run(self) -> None:
-        sock, config = self.sock, self.config
-        counters = self.stats.opened()
+        backend, config = self.backend, self.backend.config
+        stats = backend.stats
+        counters = stats.opened()
         handler = make_handler(config)
-        buffer = bytearray(config.buffer_size)
-        view = memoryview(buffer)
-        recv_into, sendall, feed = sock.recv_into, sock.sendall, handler.feed
-        delay = config.io_delay_s
         idle = False
         error = None
         try:
+            if backend.tls is not None:
+                self.sock.settimeout(HANDSHAKE_TIMEOUT)
+                self.sock = backend.tls.wrap_socket(self.sock, server_side=True)
+            sock = self.sock
             sock.settimeout(config.idle_timeout or None)
-            while True:
-                n = recv_into(buffer)
-                if not n:
-                    tail = handler.eof()
-                    if tail:
-                        sendall(tail)
-                        counters.bytes_out += len(tail)
-                    break
-                counters.bytes_in += n
-                reply, units = feed(view[:n])
-                if delay and units:
-                    self.sleep(delay * units)
-                if reply:
-                    sendall(reply)
-                    counters.bytes_out += len(reply)
-                counters.messages += units
-                if handler.closing:
-                    break
+            if backend.banner:
+                sock.sendall(backend.banner)
+                counters.bytes_out += len(backend.banner)
+            self._echo(sock, handler, counters, Pacing(config) if config.paced else None)
             sock.shutdown(socket.SHUT_WR)
+            error = handler.error and "proxy_header"
         except socket.timeout:
             idle = True
             log.debug("closing %s: idle for %ss", self.peer, config.idle_timeout)
+        except ResetInjected:
+            log.debug("reset %s (fault injection)", self.peer)
         except OSError as exc:
             error = peer_error_kind(exc)
+            if error is None and backend.tls is not None and "SSL" in type(exc).__name__:
+                error = "tls"
             if error is None:
                 error = "server"
                 log.warning("connection %s failed: %s", self.peer, exc)
             else:
                 log.debug("connection %s: %s", self.peer, exc)
         finally:
-            sock.close()
-            self.stats.closed_connection(counters, idle=idle, error=error)
+            self.sock.close()
+            if handler.error:
+                log.warning("closing %s: %s", self.peer, handler.error)
+            if handler.proxy_version:
+                stats.count(f"proxied_v{handler.proxy_version}")
+                log.debug("connection %s was %s:%s behind a proxy", self.peer, *handler.source or ("?", "?"))
+            stats.closed_connection(counters, idle=idle, error=error)
+
+    def _echo(self, sock: socket.socket, handler, counters, pacing: Pacing | None) -> None:
+        """The loop: read, hand to the handler, send what it returns, until EOF or the handler closes."""
+        recv, sendall, feed, size = sock.recv, sock.sendall, handler.feed, self.backend.config.buffer_size
+        while True:
+            data = recv(size)  # a fresh bytes each time: no buffer held by an idle connection
+            if not data:
+                tail = handler.eof()
+                if tail:
+                    sendall(tail)
+                    counters.bytes_out += len(tail)
+                return
+            counters.bytes_in += len(data)
+            reply, units = feed(data)
+            if pacing is None:
+                if reply:
+                    sendall(reply)
+                    counters.bytes_out += len(reply)
+                counters.messages += units
+            elif not self._paced_reply(sock, reply, units, pacing, counters):
+                return
+            if handler.closing:
+                return
+
+    def _paced_reply(self, sock: socket.socket, reply: bytes, units: int, pacing: Pacing, counters) -> bool:
+        """The slow path: wait, maybe reset, send within the byte budget, maybe trickle. False: close now."""
+        stats, sleep = self.backend.stats, self.backend.sleep
+        wait = pacing.wait_before_reply(units)
+        if wait:
+            sleep(wait)
+            if pacing.delay:
+                stats.count("fault_delayed")
+        if units and pacing.reset_now():
+            stats.count("fault_reset")
+            reset_connection(sock)
+            raise ResetInjected
+        reply, spent = pacing.allow(reply)
+        for piece, pause in pacing.pieces(reply):
+            sendall = sock.sendall
+            sendall(piece)
+            counters.bytes_out += len(piece)
+            if pause:
+                sleep(pause)
+        if pacing.trickle and reply:
+            stats.count("fault_trickled")
+        counters.messages += units
+        if spent:
+            stats.count("fault_truncated")
+        return not spent
 
     def drain(self) -> None:
         """Stop reading new data: what the kernel already holds is echoed, then the loop sees EOF.

@@ -83,7 +83,7 @@ class ForkPerConnectionBackend(BlockingBackend):
             die_with_parent(parent)
             _close_inherited_descriptors(keep=connection.sock.fileno())
             # Fresh counters: another thread of the parent may have held the old lock at fork time.
-            self.stats = connection.stats = Stats()
+            self.stats = Stats()
             self.stopping = False
             force_at = None
 

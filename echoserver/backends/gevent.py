@@ -34,6 +34,11 @@ class GeventBackend(BlockingBackend):
                        for sock in listeners]
         super().run(cooperative, ready, handle_signals=handle_signals)
 
+    def ssl_module(self):
+        import gevent.ssl
+
+        return gevent.ssl
+
     def install_signal_handlers(self) -> None:
         # A plain signal.signal handler would run only when the hub next wakes
         # for some other reason; gevent's own handler wakes the hub itself.

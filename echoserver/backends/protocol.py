@@ -1,0 +1,202 @@
+"""The one ``asyncio.Protocol`` of the event-loop backends (asyncio and uvloop).
+
+It works at the callback level rather than with streams: no task and no future
+per connection on the fast path, where most of an asyncio server's overhead
+would otherwise go. A plain echo (no handler work, no pacing) is one
+``transport.write`` per chunk received.
+
+Flow control: when the transport's write buffer passes ``--write-buffer-limit``
+the loop calls :meth:`EchoProtocol.pause_writing` and the protocol stops reading
+from that client until the buffer drains, so a client that never reads cannot
+make the server buffer without bound. Paced replies (``--io-delay``, injected
+faults) queue their input in order for one worker task per connection, and that
+queue is bounded the same way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import socket
+from typing import TYPE_CHECKING
+
+from ..faults import Pacing
+from ..handlers import EchoHandler, make_handler
+from .connection import peer_error_kind, reset_connection, shutdown_socket
+
+if TYPE_CHECKING:
+    from .eventloop import EventLoopBackend
+
+log = logging.getLogger("echoserver.connection")
+
+
+class EchoProtocol(asyncio.Protocol):
+    __slots__ = ("server", "handler", "pacing", "plain", "transport", "counters", "activity", "seen_activity",
+                 "quiet_since", "idle_closed", "backlog", "backlog_bytes", "worker", "eof", "writing_paused",
+                 "reading_paused")
+
+    def __init__(self, server: "EventLoopBackend") -> None:
+        config = server.config
+        self.server = server
+        self.handler = make_handler(config)
+        self.pacing = Pacing(config) if config.paced else None
+        self.plain = type(self.handler) is EchoHandler and not config.cpu_work and self.pacing is None
+        self.transport: asyncio.Transport | None = None
+        self.counters = None
+        self.activity = 0  # bumped per read; the idle sweeper compares it between sweeps
+        self.seen_activity = -1
+        self.quiet_since = 0.0
+        self.idle_closed = False
+        self.backlog: collections.deque | None = None  # paced replies only: chunks waiting, in order
+        self.backlog_bytes = 0
+        self.worker: asyncio.Task | None = None
+        self.eof = False
+        self.writing_paused = False
+        self.reading_paused = False
+
+    # -- transport callbacks ----------------------------------------------------
+
+    def connection_made(self, transport: asyncio.Transport) -> None:
+        self.transport = transport
+        transport.set_write_buffer_limits(high=self.server.config.write_buffer_limit)
+        self.counters = self.server.stats.opened()
+        self.server.connections.add(self)
+        if self.server.banner:
+            transport.write(self.server.banner)
+            self.counters.bytes_out += len(self.server.banner)
+        if self.server.stopping:
+            self.drain()
+
+    def data_received(self, data: bytes) -> None:
+        self.activity += 1
+        counters = self.counters
+        counters.bytes_in += len(data)
+        if self.plain:
+            self.transport.write(data)
+            counters.bytes_out += len(data)
+            counters.messages += 1
+        elif self.pacing is None:
+            self._reply(*self.handler.feed(data))
+        else:
+            if self.backlog is None:
+                self.backlog = collections.deque()
+            self.backlog.append(data)
+            self.backlog_bytes += len(data)
+            self._update_reading()
+            if self.worker is None:
+                self.worker = self.server.loop.create_task(self._paced_replies())
+
+    def eof_received(self) -> bool | None:
+        self.eof = True
+        if self.worker is None:
+            self._finish()
+        # Keep the transport open until _finish has queued every reply. (TLS
+        # transports close on EOF whatever we answer, after flushing.)
+        return None if self.server.tls else True
+
+    def pause_writing(self) -> None:
+        self.writing_paused = True
+        self._update_reading()
+
+    def resume_writing(self) -> None:
+        self.writing_paused = False
+        self._update_reading()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        error = None
+        handler, stats = self.handler, self.server.stats
+        if exc is not None:
+            error = peer_error_kind(exc) or ("tls" if "SSL" in type(exc).__name__ else "server")
+            (log.warning if error == "server" else log.debug)("connection %s: %s", self.peer, exc)
+        if handler.error:
+            error = "proxy_header"
+            log.warning("closing %s: %s", self.peer, handler.error)
+        if handler.proxy_version:
+            stats.count(f"proxied_v{handler.proxy_version}")
+            log.debug("connection %s was %s:%s behind a proxy", self.peer, *handler.source or ("?", "?"))
+        if self.worker is not None:
+            self.worker.cancel()
+        self.server.connections.discard(self)
+        stats.closed_connection(self.counters, idle=self.idle_closed, error=error)
+        self.server.connection_closed()
+
+    # -- replies ----------------------------------------------------------------
+
+    def _reply(self, reply: bytes, units: int) -> None:
+        self.counters.messages += units
+        if reply:
+            self.transport.write(reply)
+            self.counters.bytes_out += len(reply)
+        if self.handler.closing:
+            self.transport.close()
+
+    async def _paced_replies(self) -> None:
+        """Replies in order, each after its wait (a sleep that yields to the loop) and its faults."""
+        pacing, stats, transport = self.pacing, self.server.stats, self.transport
+        try:
+            while self.backlog:
+                data = self.backlog.popleft()
+                self.backlog_bytes -= len(data)
+                self._update_reading()
+                reply, units = self.handler.feed(data)
+                wait = pacing.wait_before_reply(units)
+                if wait:
+                    await asyncio.sleep(wait)
+                    if pacing.delay:
+                        stats.count("fault_delayed")
+                if transport.is_closing():
+                    return
+                if units and pacing.reset_now():
+                    stats.count("fault_reset")
+                    reset_connection(transport.get_extra_info("socket"))
+                    transport.abort()
+                    return
+                reply, spent = pacing.allow(reply)
+                if pacing.trickle and reply:
+                    stats.count("fault_trickled")
+                    for piece, pause in pacing.pieces(reply):
+                        self._reply(bytes(piece), 0)
+                        await asyncio.sleep(pause)
+                        if transport.is_closing():
+                            return
+                    reply = b""
+                self._reply(reply, units)
+                if spent:
+                    stats.count("fault_truncated")
+                    transport.close()
+                    return
+        finally:
+            self.worker = None
+        if self.eof:
+            self._finish()
+
+    def _finish(self) -> None:
+        tail = self.handler.eof()
+        if tail:
+            self.transport.write(tail)
+            self.counters.bytes_out += len(tail)
+        self.transport.close()  # sends what is buffered, then FIN
+
+    # -- flow control and shutdown ----------------------------------------------
+
+    @property
+    def peer(self) -> object:
+        return self.transport.get_extra_info("peername") if self.transport else None
+
+    def _update_reading(self) -> None:
+        should_pause = self.writing_paused or self.backlog_bytes > self.server.config.write_buffer_limit
+        if should_pause != self.reading_paused and not self.transport.is_closing():
+            self.reading_paused = should_pause
+            (self.transport.pause_reading if should_pause else self.transport.resume_reading)()
+
+    def drain(self) -> None:
+        """Stop reading new data; what the kernel already holds is echoed, then EOF closes us."""
+        sock = self.transport.get_extra_info("socket")
+        if sock is None:
+            return
+        shutdown_socket(sock, socket.SHUT_RD)
+        if self.reading_paused:
+            return  # a stalled reader gets the grace period, then abort()
+        if self.worker is None and not self.backlog and not self.transport.get_write_buffer_size():
+            self.eof_received()
