@@ -150,14 +150,21 @@ class ProxyGate:
         return b"" if self.reader is not None else self.inner.eof()
 
 
+# Plain echo keeps no state (it never closes, never errs): one instance serves
+# every connection, which saves an object per idle connection.
+PLAIN_ECHO = EchoHandler()
+
+
 def make_handler(config: ServerConfig) -> Handler:
     """A fresh handler for one connection."""
     if config.handler == "line":
         handler = LineHandler(config.cpu_work, config.max_line)
     elif config.handler == "upper":
         handler = UpperHandler(config.cpu_work)
-    else:
+    elif config.cpu_work:
         handler = EchoHandler(config.cpu_work)
+    else:
+        handler = PLAIN_ECHO
     if config.proxy_protocol != "off":
         return ProxyGate(handler, config.proxy_protocol)
     return handler

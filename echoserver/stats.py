@@ -51,8 +51,10 @@ class Stats:
         self._live: dict[int, ConnectionStats] = {}  # id -> counters of an open connection
         self._lock = threading.Lock()  # guards open/close bookkeeping, never the per-message path
 
-    def opened(self) -> ConnectionStats:
-        conn = ConnectionStats()
+    def opened(self, conn=None) -> ConnectionStats:
+        """Start counting a connection: ``conn`` is anything with ``bytes_in``, ``bytes_out`` and
+        ``messages`` attributes (a protocol can be its own counters), or a new :class:`ConnectionStats`."""
+        conn = ConnectionStats() if conn is None else conn
         with self._lock:
             self._totals["accepted"] += 1
             self._live[id(conn)] = conn

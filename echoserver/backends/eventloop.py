@@ -108,8 +108,8 @@ class EventLoopBackend(Backend):
             await asyncio.sleep(period)
             now = self.loop.time()
             for protocol in list(self.connections):
-                if protocol.activity != protocol.seen_activity or protocol.worker is not None:
-                    protocol.seen_activity = protocol.activity
+                if protocol.bytes_in != protocol.seen_bytes_in or protocol.worker is not None:
+                    protocol.seen_bytes_in = protocol.bytes_in
                     protocol.quiet_since = now
                 elif now - protocol.quiet_since >= timeout:
                     log.debug("closing %s: idle for %ss", protocol.peer, timeout)
