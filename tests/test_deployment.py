@@ -5,13 +5,13 @@ from __future__ import annotations
 import os
 import socket
 import ssl
-import time
 
 import pytest
 import trustme
 
 from echoserver.proxy_protocol import encode_v1, encode_v2
 from support import connect, recv_exactly, recv_until_eof
+from test_echo import round_trip_time
 from test_models import wait_for
 
 
@@ -134,17 +134,9 @@ def test_banner_names_the_replica(backend, start_server) -> None:
 
 # -- fault injection -------------------------------------------------------------
 
-def timed_echo(address, payload: bytes) -> float:
-    with connect(address) as sock:
-        started = time.perf_counter()
-        sock.sendall(payload)
-        assert recv_exactly(sock, len(payload)) == payload
-        return time.perf_counter() - started
-
-
 def test_delay_with_jitter(backend, start_server) -> None:
     server = start_server("--backend", backend, "--delay", "100:20")
-    assert 0.075 <= timed_echo(server.address, b"slow") < 2.0
+    assert 0.075 <= round_trip_time(server.address, b"slow") < 2.0
     assert "fault injection on: delay 100ms+/-20ms" in server.stderr
 
 
@@ -160,7 +152,7 @@ def test_reset_probability_one_resets_every_connection(backend, start_server) ->
 def test_trickle_writes_slowly_but_completely(backend, start_server) -> None:
     server = start_server("--backend", backend, "--trickle", "2000")
     payload = os.urandom(800)
-    assert 0.3 <= timed_echo(server.address, payload) < 5.0
+    assert 0.3 <= round_trip_time(server.address, payload) < 5.0
 
 
 def test_max_bytes_per_connection_echoes_that_much_then_closes(backend, start_server) -> None:
