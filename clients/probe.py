@@ -5,6 +5,14 @@ library and starts fast::
 
     echo-probe                      # 127.0.0.1:$ECHOSERVER_PORT (default 8080)
     echo-probe --host db --port 9101 --timeout 2
+    echo-probe --send-proxy v2 --banner-lines 1
+
+It reads the server's own environment, like the server does, so the image's
+HEALTHCHECK needs no arguments whatever the server is configured with: with
+ECHOSERVER_PROXY_PROTOCOL=required it first sends a PROXY protocol v2 LOCAL
+header (what a load balancer's own health check sends: "no client behind
+this connection"), and with ECHOSERVER_BANNER set it skips the banner line
+before comparing the echo.
 
 On failure it prints one line on stderr saying what failed and exits 1.
 """
@@ -21,16 +29,27 @@ import time
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8080
 DEFAULT_TIMEOUT = 3.0
+PROXY_V2_SIGNATURE = b"\r\n\r\n\x00\r\nQUIT\n"
+# Version 2, command LOCAL, family UNSPEC, no address block: the connection is
+# the proxy's own (a health check), so the server keeps the real peer address.
+PROXY_HEADERS = {
+    "none": b"",
+    "v1": b"PROXY UNKNOWN\r\n",
+    "v2": PROXY_V2_SIGNATURE + b"\x20\x00\x00\x00",
+}
 
 
 class ProbeFailed(Exception):
     """The round trip did not complete; the message says which step failed."""
 
 
-def probe(host: str, port: int, timeout: float, nonce: bytes) -> float:
-    """Send ``nonce`` and read it back; return the round-trip time in seconds.
+def probe(host: str, port: int, timeout: float, nonce: bytes,
+          header: bytes = b"", banner_lines: int = 0) -> tuple[float, bytes]:
+    """Send ``header`` then ``nonce`` and read the nonce back.
 
-    The whole probe, connect included, shares one deadline.
+    First skips ``banner_lines`` lines the server sends on connect. Returns the
+    round-trip time in seconds and the banner. The whole probe, connect
+    included, shares one deadline.
     """
     deadline = time.monotonic() + timeout
     started = time.monotonic()
@@ -38,13 +57,18 @@ def probe(host: str, port: int, timeout: float, nonce: bytes) -> float:
         sock = socket.create_connection((host, port), timeout=timeout)
     except OSError as exc:
         raise ProbeFailed(f"connect to {host}:{port} failed: {_describe(exc)}") from exc
+    banner = b""
     with sock:
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             _set_remaining(sock, deadline)
-            sock.sendall(nonce)
-            echoed = _recv_exactly(sock, len(nonce), deadline)
+            sock.sendall(header + nonce)
+            banner, echoed = _recv_lines(sock, banner_lines, deadline)
+            if len(echoed) < len(nonce):
+                echoed += _recv_exactly(sock, len(nonce) - len(echoed), deadline)
         except socket.timeout as exc:
+            if banner.count(b"\n") < banner_lines:
+                raise ProbeFailed(f"no banner from {host}:{port} within {timeout:g}s") from exc
             raise ProbeFailed(f"no echo from {host}:{port} within {timeout:g}s") from exc
         except OSError as exc:
             raise ProbeFailed(f"round trip to {host}:{port} failed: {_describe(exc)}") from exc
@@ -53,7 +77,7 @@ def probe(host: str, port: int, timeout: float, nonce: bytes) -> float:
             f"echo from {host}:{port} differs: sent {len(nonce)} bytes, "
             f"got {len(echoed)} ({echoed[:32]!r})"
         )
-    return time.monotonic() - started
+    return time.monotonic() - started, banner
 
 
 def make_nonce(size: int) -> bytes:
@@ -65,6 +89,24 @@ def make_nonce(size: int) -> bytes:
     size = max(2, size)
     digits = "".join(secrets.choice("0123456789") for _ in range(size - 1))
     return digits.encode() + b"\n"
+
+
+def _recv_lines(sock: socket.socket, lines: int, deadline: float) -> tuple[bytes, bytes]:
+    """Read until ``lines`` newlines have arrived: (those lines, whatever came after them)."""
+    data = b""
+    while data.count(b"\n") < lines:
+        _set_remaining(sock, deadline)
+        chunk = sock.recv(4096)
+        if not chunk:
+            break
+        data += chunk
+    end = 0
+    for _ in range(lines):
+        newline = data.find(b"\n", end)
+        if newline < 0:
+            return data, b""
+        end = newline + 1
+    return data[:end], data[end:]
 
 
 def _recv_exactly(sock: socket.socket, size: int, deadline: float) -> bytes:
@@ -96,6 +138,16 @@ def _port_from_env() -> int:
     return int(raw) if raw.strip() else DEFAULT_PORT
 
 
+def _proxy_header_from_env() -> str:
+    """v2 where the server insists on a header; a server in optional mode takes plain traffic."""
+    mode = os.environ.get("ECHOSERVER_PROXY_PROTOCOL", "").strip().lower()
+    return "v2" if mode == "required" else "none"
+
+
+def _banner_lines_from_env() -> int:
+    return 1 if os.environ.get("ECHOSERVER_BANNER", "") else 0
+
+
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="echo-probe",
@@ -111,6 +163,15 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="seconds for the whole round trip (default: %(default)s)",
     )
     parser.add_argument("--size", type=int, default=32, help="nonce bytes (default: %(default)s)")
+    parser.add_argument(
+        "--send-proxy", choices=sorted(PROXY_HEADERS), default=None,
+        help="send a PROXY protocol LOCAL header first (default: v2 if "
+             "$ECHOSERVER_PROXY_PROTOCOL is required, else none)",
+    )
+    parser.add_argument(
+        "--banner-lines", type=int, default=None, metavar="N",
+        help="skip N lines the server sends on connect (default: 1 if $ECHOSERVER_BANNER is set, else 0)",
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="print the round-trip time")
     return parser.parse_args(argv)
 
@@ -123,14 +184,21 @@ def main(argv: list[str] | None = None) -> int:
         print(f"echo-probe: ECHOSERVER_PORT is not a port number: "
               f"{os.environ.get('ECHOSERVER_PORT')!r}", file=sys.stderr)
         return 1
+    send_proxy = args.send_proxy or _proxy_header_from_env()
+    banner_lines = args.banner_lines if args.banner_lines is not None else _banner_lines_from_env()
     nonce = make_nonce(args.size)
     try:
-        elapsed = probe(args.host, port, args.timeout, nonce)
+        elapsed, banner = probe(args.host, port, args.timeout, nonce,
+                                header=PROXY_HEADERS[send_proxy], banner_lines=max(0, banner_lines))
     except ProbeFailed as exc:
         print(f"echo-probe: {exc}", file=sys.stderr)
         return 1
     if args.verbose:
-        print(f"echo-probe: {args.host}:{port} ok in {elapsed * 1000:.2f} ms", file=sys.stderr)
+        extras = [f"PROXY {send_proxy} header"] if send_proxy != "none" else []
+        if banner:
+            extras.append(f"banner {banner.decode(errors='replace').strip()!r}")
+        detail = f" ({', '.join(extras)})" if extras else ""
+        print(f"echo-probe: {args.host}:{port} ok in {elapsed * 1000:.2f} ms{detail}", file=sys.stderr)
     return 0
 
 

@@ -8,7 +8,8 @@ Three layers, cheapest first:
 * ``@pytest.mark.docker``: a private ``dockerd`` (ci/docker/dockerd.sh, state
   under .docker-ci/), stand-in base images, ``docker build``, the six backends
   driven through their 127.0.0.1 ports, the ``bench`` profile, and the
-  ``scaled`` profile losing a replica. The engine is stopped by PID at the end
+  ``scaled`` profile (PROXY protocol v2 from HAProxy to the replicas, then
+  losing a replica). The engine is stopped by PID at the end
   whatever happens.
 
 A missing tool or engine skips these tests; with ECHOSERVER_DOCKER_REQUIRED=1
@@ -24,6 +25,7 @@ import io
 import json
 import os
 import random
+import re
 import shutil
 import socket
 import subprocess
@@ -136,6 +138,54 @@ def test_probe_takes_its_port_from_the_server_environment(monkeypatch):
     assert probe.main([]) == 0
 
 
+class _ProxiedServer(_OneShotServer):
+    """Like a replica behind HAProxy: wants a PROXY header, sends a banner, echoes the rest."""
+
+    def __init__(self, header: bytes, banner: bytes = b""):
+        self.seen: list[bytes] = []
+
+        def reply(data: bytes):
+            self.seen.append(data)
+            if not data.startswith(header):
+                return b""  # a server in required mode closes the connection
+            return banner + data[len(header):]
+
+        super().__init__(reply)
+
+
+def test_probe_sends_a_local_header_where_the_server_requires_one(monkeypatch):
+    header = probe.PROXY_HEADERS["v2"]
+    assert header == b"\r\n\r\n\x00\r\nQUIT\n\x20\x00\x00\x00"  # v2, LOCAL, UNSPEC, no addresses
+    server = _ProxiedServer(header)
+    monkeypatch.setenv("ECHOSERVER_PROXY_PROTOCOL", "required")
+    assert probe.main(["--port", str(server.port)]) == 0
+    assert server.seen[0].startswith(header)
+
+
+def test_probe_sends_no_header_unless_the_server_requires_one(monkeypatch):
+    monkeypatch.setenv("ECHOSERVER_PROXY_PROTOCOL", "optional")
+    server = _OneShotServer(lambda data: data if data[:1].isdigit() else b"")
+    assert probe.main(["--port", str(server.port)]) == 0
+
+
+@pytest.mark.parametrize("version", ["v1", "v2"])
+def test_probe_send_proxy_option(version):
+    server = _ProxiedServer(probe.PROXY_HEADERS[version])
+    assert probe.main(["--port", str(server.port), "--send-proxy", version]) == 0
+
+
+def test_probe_skips_the_banner_line_when_the_server_sends_one(monkeypatch, capsys):
+    server = _ProxiedServer(probe.PROXY_HEADERS["v2"], banner=b"replica 3f2a9c1b (asyncio)\n")
+    monkeypatch.setenv("ECHOSERVER_PROXY_PROTOCOL", "required")
+    monkeypatch.setenv("ECHOSERVER_BANNER", "replica {hostname} ({backend})")
+    assert probe.main(["--port", str(server.port), "-v"]) == 0
+    assert "banner 'replica 3f2a9c1b (asyncio)'" in capsys.readouterr().err
+    # Without the skip, the banner is a wrong echo.
+    server = _ProxiedServer(b"", banner=b"replica 3f2a9c1b (asyncio)\n")
+    assert probe.main(["--port", str(server.port), "--banner-lines", "0"]) == 1
+    assert "differs" in capsys.readouterr().err
+
+
 def test_probe_nonce_survives_every_handler_mode():
     nonce = probe.make_nonce(32)
     assert len(nonce) == 32 and nonce.endswith(b"\n")
@@ -193,6 +243,19 @@ def test_dockerfile_passes_hadolint():
 def test_haproxy_config_is_valid():
     need_tool("haproxy")
     run(["haproxy", "-c", "-f", "deploy/haproxy.cfg"])
+
+
+def test_scaled_replicas_require_the_header_haproxy_sends(compose_cli):
+    config = json.loads(run(["docker", "compose", "--profile", "scaled", "config", "--format", "json"],
+                            env=compose_cli).stdout)
+    env = config["services"]["replica"]["environment"]
+    assert env["ECHOSERVER_PROXY_PROTOCOL"] == "required"
+    assert env["ECHOSERVER_BANNER"] == "", "load clients would count a banner as a wrong echo"
+    lines = [line.split() for line in (REPO / "deploy/haproxy.cfg").read_text().splitlines()]
+    server = next(line for line in lines if line[:1] == ["server-template"])
+    assert "send-proxy-v2" in server
+    # A bare `tcp-check connect` sends no header: every check would fail.
+    assert ["tcp-check", "connect", "default"] in lines
 
 
 def test_bench_script_parses():
@@ -406,9 +469,11 @@ def test_bench_profile_writes_results(backends_up, bench_image_build, tmp_path):
 
 @pytest.fixture(scope="module")
 def scaled_up(engine):
-    compose(engine, "--profile", "scaled", "up", "-d", "--wait", "--wait-timeout", "120", "balancer")
+    # debug: each replica logs the real client behind every proxied connection.
+    env = dict(engine, SCALED_LOG_LEVEL="debug")
+    compose(env, "--profile", "scaled", "up", "-d", "--wait", "--wait-timeout", "120", "balancer")
     _wait_for(lambda: len(_replicas_up()) == REPLICAS, "HAProxy to see every replica UP")
-    return engine
+    return env
 
 
 def _stats() -> list[dict[str, str]]:
@@ -437,6 +502,61 @@ def test_balancer_spreads_connections_across_replicas(scaled_up):
     after = {row["svname"]: int(row["stot"]) for row in _replicas_up()}
     reached = [name for name in after if after[name] > before.get(name, 0)]
     assert len(reached) == REPLICAS, f"sessions per replica: {after}"
+
+
+PROXIED_LINE = re.compile(r"connection \('([^']+)', \d+\) was ([0-9a-f.:]+):(\d+) behind a proxy")
+
+
+@pytest.mark.docker
+def test_replicas_see_the_real_client_through_the_proxy_protocol(scaled_up):
+    # Through HAProxy with send-proxy-v2 to replicas that require the header:
+    # every byte comes back. (Had the header been missing, each replica would
+    # have closed every connection; had it been echoed, every reply would differ.)
+    report = None
+    if _echo_load() is not None:
+        result = run([_echo_load(), "--host", "127.0.0.1", "--port", BALANCER_PORT, "--clients",
+                      2 * REPLICAS, "--duration", 2, "--size", 256, "--json"],
+                     env=scaled_up, timeout=60, check=False)
+        assert result.returncode == 0, result.stderr[-2000:]
+        report = json.loads(result.stdout)
+        assert report["messages"] > 0
+        assert report["mismatches"] == 0 and not any(report["errors"].values())
+    _round_trips(BALANCER_PORT, connections=2 * REPLICAS, messages=5)
+
+    replicas = compose(scaled_up, "--profile", "scaled", "ps", "-q", "replica").stdout.split()
+    assert len(replicas) == REPLICAS
+    # Each replica's /metrics (on its ephemeral 127.0.0.1 port) counts v2 headers.
+    proxied = {}
+    for container in replicas:
+        address = run(["docker", "port", container, "9090/tcp"], env=scaled_up).stdout.split()[0]
+        with urllib.request.urlopen(f"http://{address}/healthz", timeout=5) as response:
+            assert response.status == 200
+        with urllib.request.urlopen(f"http://{address}/metrics", timeout=5) as response:
+            text = response.read().decode()
+        match = re.search(r'^echoserver_proxied_connections_total\{version="2"\} (\S+)$', text, re.M)
+        assert match, text[-2000:]
+        proxied[container[:12]] = float(match.group(1))
+    assert all(count > 0 for count in proxied.values()), proxied
+
+    # The replicas' logs name the client HAProxy saw, not HAProxy itself.
+    balancer = compose(scaled_up, "--profile", "scaled", "ps", "-q", "balancer").stdout.split()[0]
+    balancer_ips = run(["docker", "inspect", "--format",
+                        "{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}", balancer],
+                       env=scaled_up).stdout.split()
+    logs = compose(scaled_up, "--profile", "scaled", "logs", "--no-log-prefix", "replica").stdout
+    seen = [m.groups() for m in PROXIED_LINE.finditer(logs)]
+    clients = {(peer, real) for peer, real, _ in seen}
+    print(f"proxied v2 per replica: {proxied}; (balancer, client) pairs in the logs: {sorted(clients)}"
+          + (f"; echo-load {report['messages']} messages" if report else ""))
+    assert len(seen) >= 3 * REPLICAS, logs[-3000:]
+    assert all(peer in balancer_ips and real != peer for peer, real in clients), clients
+
+    # A connection that reaches a replica without a header is closed; the
+    # image's own health check sends one (ECHOSERVER_PROXY_PROTOCOL=required).
+    plain = compose(scaled_up, "--profile", "scaled", "exec", "-T", "replica",
+                    "echo-probe", "--send-proxy", "none", check=False)
+    assert plain.returncode == 1, plain.stderr
+    compose(scaled_up, "--profile", "scaled", "exec", "-T", "replica", "echo-probe", "-v")
 
 
 class EchoConversation(threading.Thread):
