@@ -103,9 +103,10 @@ def _load_args(spec: LoadSpec) -> list[str]:
     """The echo-load command line equivalent to ``spec`` (so the run can be repeated by hand)."""
     args = []
     for name, value in vars(spec).items():
-        if value in (None, "", 0, 0.0) and name != "port":
+        if value in (None, "", 0, 0.0, False) and name != "port":
             continue
-        args += [f"--{name.replace('_', '-')}", str(value)]
+        flag = f"--{name.replace('_', '-')}"
+        args += [flag] if value is True else [flag, str(value)]
     return args
 
 
@@ -132,14 +133,19 @@ def _time_limit(spec: LoadSpec) -> float:
 @click.option("--processes", type=int, default=1, help="echo-load processes.")
 @click.option("--pipeline", type=int, default=1)
 @click.option("--rate", type=float, default=None, help="Open loop, msg/s  [default: the scenario's, else closed]")
+@click.option("--tls", is_flag=True,
+              help="echo-load speaks TLS without verifying (--tls-insecure); give the servers "
+                   "--server-args '--tls-cert FILE --tls-key FILE'.")
 @click.option("-o", "--out", type=click.Path(file_okay=False, path_type=Path), default=Path("results"),
               help="Folder for results.md, .csv, .json and .png.")
 @click.option("--no-chart", is_flag=True, help="Skip the PNG chart.")
 def command(scenario: str, backends: tuple, runs: tuple, targets: tuple, server_args: str, out: Path,
-            no_chart: bool, **load: object) -> int:
+            no_chart: bool, tls: bool, **load: object) -> int:
     chosen = SCENARIOS[scenario]
     plan = _plan(backends, runs, targets, tuple(shlex.split(server_args)))
     overrides = {name: value for name, value in load.items() if value is not None}
+    if tls:
+        overrides.update(tls=True, tls_insecure=True)
     try:
         spec = LoadSpec(**{**chosen.load, **overrides})
     except SpecError as exc:

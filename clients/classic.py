@@ -13,6 +13,7 @@ import socket
 from collections import Counter
 
 from .connection import clock, error_kind
+from .opening import CONNECTED
 from .payload import Stream
 from .results import LatencyRecorder
 
@@ -21,8 +22,11 @@ class BlockingWorker:
     """One connection, one thread: ``sendall``, then ``recv`` until the echo is whole."""
 
     def __init__(self, spec, streams: list[tuple[int, Stream]], address: tuple, schedule,
-                 progress=None, slot: int = 0, requests: int = 0, rate: float = 0.0, probe=None) -> None:
+                 progress=None, slot: int = 0, requests: int = 0, rate: float = 0.0, probe=None,
+                 opening=None) -> None:
         (self.index, stream), = streams
+        self.opening = opening  # an Opening (TLS, PROXY header, banner), or None
+        self.sock: socket.socket | None = None
         self.spec, self.size = spec, spec.size
         self.family, self.sockaddr = address
         self.sent, self.expected = memoryview(stream.sent), stream.expected
@@ -53,14 +57,21 @@ class BlockingWorker:
     def connect(self) -> socket.socket | None:
         started = clock()
         try:
-            sock = socket.create_connection(self.sockaddr[:2], timeout=self.spec.connect_timeout)
+            self.sock = socket.create_connection(self.sockaddr[:2], timeout=self.spec.connect_timeout)
+            self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if self.opening is None:
+                self.connect_latency.record(clock() - started)
+            else:
+                for step in self.opening.steps(self):  # a blocking socket: it never waits, only marks
+                    if step == CONNECTED:
+                        self.connect_latency.record(clock() - started)
         except OSError as exc:
             self.errors[error_kind(exc)] += 1
+            if self.sock is not None:
+                self.sock.close()
             return None
-        self.connect_latency.record(clock() - started)
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        sock.settimeout(self.spec.timeout)
-        return sock
+        self.sock.settimeout(self.spec.timeout)
+        return self.sock
 
     def loop(self, sock: socket.socket) -> None:
         size, offset, record = self.size, 0, self.latency.record
@@ -77,7 +88,7 @@ class BlockingWorker:
             reply = self.read(sock, size)
             now = clock()
             if len(reply) < size:
-                self.errors["short_read"] += 1
+                self.errors["short_read" if reply else "closed_by_server"] += 1
                 return
             if not self.expected.startswith(reply, start):
                 self.mismatches += 1

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import errno
 import socket
+import ssl
 import time
 from collections import deque
 
@@ -22,11 +23,21 @@ _KINDS = {errno.ECONNREFUSED: "refused", errno.ECONNRESET: "reset", errno.EPIPE:
           errno.ENETUNREACH: "unreachable"}
 
 
+class ClosedByServer(ConnectionError):
+    """The server closed the connection (FIN) while this client still expected bytes."""
+
+
 def error_kind(exc_or_errno: OSError | int) -> str:
-    """Sort socket failures into the few kinds the report counts."""
+    """Sort socket failures into the few kinds the report counts (docs/load.md lists them)."""
     code = exc_or_errno if isinstance(exc_or_errno, int) else exc_or_errno.errno
     if isinstance(exc_or_errno, (socket.timeout, TimeoutError)):
         return "timeout"
+    if isinstance(exc_or_errno, ClosedByServer):
+        return "closed_by_server"
+    if isinstance(exc_or_errno, ssl.SSLCertVerificationError):
+        return "tls_verify"
+    if isinstance(exc_or_errno, ssl.SSLError):
+        return "tls"
     return _KINDS.get(code, errno.errorcode.get(code, "error").lower())
 
 
@@ -34,7 +45,8 @@ class Connection:
     """One client connection's state: where it is in its stream, and what it is owed."""
 
     __slots__ = ("index", "sock", "recv", "send", "expected", "out", "rpos", "spos", "low", "high",
-                 "partial", "owed", "sent_at", "messages", "corrupt", "connect_started", "writing", "period")
+                 "partial", "owed", "sent_at", "messages", "corrupt", "connect_started", "writing", "period",
+                 "opening")
 
     def __init__(self, index: int, stream: Stream) -> None:
         self.index = index
@@ -49,6 +61,7 @@ class Connection:
         self.messages = 0
         self.corrupt = False  # the reply being received has a byte that differs
         self.writing = False  # registered for EPOLLOUT
+        self.opening = None  # with --tls, --send-proxy or --banner-lines: the steps still to take
 
     def open(self, family: int, sockaddr: tuple) -> int:
         """Start a non-blocking connect; 0 or EINPROGRESS means it is under way."""

@@ -5,6 +5,8 @@
   echo-load --host ::1 --port 9000 --clients 200 --duration 30 --size 1024
   echo-load --clients 50 --rate 20000          # open loop: a fixed offered load
   echo-load --clients 20 --json                # machine-readable result on stdout
+  echo-load --tls --tls-ca ca.pem --port 8443  # TLS: connect latency includes the handshake
+  echo-load --send-proxy v2 --banner-lines 1   # behind-a-load-balancer servers
   echo-load merge a.json b.json                # combine runs from several machines exactly
 
 Exit status: 0 when every message came back intact, 1 when any error or
@@ -19,7 +21,7 @@ import sys
 import click
 
 from . import results
-from .spec import ENGINES, LoadSpec, SpecError
+from .spec import ENGINES, PROXY_VERSIONS, LoadSpec, SpecError
 from .payload import EXPECTS, PAYLOADS
 from .progress import ProgressLine
 from .report import format_summary
@@ -50,11 +52,19 @@ CONTEXT = {"help_option_names": ["-h", "--help"], "show_default": True, "max_con
 @click.option("--backend", default="", help="Label the result with the server's backend name.")
 @click.option("--server-pid", type=int, default=0, help="Sample this local server's CPU and memory over the window.")
 @click.option("--seed", type=int, default=None, help="Seed the payload (default: random).")
+@click.option("--tls", is_flag=True, help="Speak TLS; connect_us then includes the handshake.")
+@click.option("--tls-ca", default="", metavar="FILE", show_default=False,
+              help="Verify the server against this CA  [default: the system store]")
+@click.option("--tls-insecure", is_flag=True, help="Do not verify the server's certificate (self-signed servers).")
+@click.option("--send-proxy", type=click.Choice(PROXY_VERSIONS), default=None,
+              help="Send a PROXY protocol header first (source: this connection, destination: the server).")
+@click.option("--banner-lines", type=int, default=0,
+              help="Read and drop this many lines the server sends on connect (echoserver --banner: 1).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress line.")
-def command(as_json: bool, quiet: bool, **options: object) -> int:
+def command(as_json: bool, quiet: bool, send_proxy: str | None, **options: object) -> int:
     try:
-        spec = LoadSpec(**options)
+        spec = LoadSpec(send_proxy=send_proxy or "", **options)
         spec.resolve()
     except SpecError as exc:
         raise click.UsageError(str(exc)) from None

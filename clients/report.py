@@ -7,6 +7,8 @@ def format_summary(result: dict) -> str:
     mode = f"open loop at {result['rate']:,.0f} msg/s" if result.get("rate") else \
         f"closed loop, {result.get('pipeline', 1)} in flight"
     label = f" backend={result['backend']}" if result.get("backend") else ""
+    label += " TLS" if result.get("tls") else ""
+    label += f" PROXY {result['send_proxy']}" if result.get("send_proxy") else ""
     lat, conn, fair = result["latency_us"], result["connect_us"], result["fairness"]
     lines = [
         f"echo-load: {result.get('target', '?')}{label}  {result['clients']} clients, "
@@ -39,7 +41,7 @@ def _num(value) -> str:
 def _cpu(result: dict) -> str:
     cpu = result.get("cpu") or {}
     per_process = cpu.get("per_process_percent") or []
-    text = "client " + (" + ".join(f"{p:.0f}%" for p in per_process) if per_process else "client ?")
+    text = "client " + (" + ".join(f"{p:.0f}%" for p in per_process) if per_process else "?")
     server = result.get("server") or {}
     if server.get("cpu_percent") is not None:
         text += f"; server {server['cpu_percent']:.0f}%, {server['pss_mb']:.1f} MiB PSS"

@@ -19,6 +19,7 @@ from typing import Callable
 
 from .classic import BlockingWorker
 from .engine import EpollWorker
+from .opening import Opening
 from .payload import PayloadPool
 from .results import encode, merge, new_histogram
 from .sampling import CpuProbe, judge_bottleneck
@@ -59,6 +60,7 @@ def run_process(spec: LoadSpec, index: int, threads: list[int], address: tuple,
     timeout = spec.connect_timeout + BARRIER_SLACK_S
     schedule = _Schedule(barrier, timeout)
     worker_class = BlockingWorker if spec.engine == "blocking" else EpollWorker
+    opening = Opening.from_spec(spec)
     workers, start = [], first_client
     shares = split(spec.requests, sum(threads))  # --requests, exactly, over every worker of the run
     for n, clients in enumerate(split(client_counts[index], threads[index])):
@@ -66,7 +68,8 @@ def run_process(spec: LoadSpec, index: int, threads: list[int], address: tuple,
         start += clients
         workers.append(worker_class(
             spec, streams, address, schedule, progress, first_slot + n, requests=shares[first_slot + n],
-            rate=spec.rate * clients / spec.clients, probe=probe.mark if n == 0 else None))
+            rate=spec.rate * clients / spec.clients, probe=probe.mark if n == 0 else None,
+            opening=opening))
     runners = [threading.Thread(target=_guard(worker, errors, first_slot + n), name=f"echo-load-{first_slot + n}",
                                 daemon=True)
                for n, worker in enumerate(workers)]
@@ -122,6 +125,7 @@ def _partial(spec: LoadSpec, workers: list, probe: CpuProbe) -> dict:
         "engine": spec.engine, "clients": sum(len(worker.per_connection()) for worker in workers),
         "processes": 1, "threads": len(workers), "size": spec.size, "payload": spec.payload,
         "expect": spec.expect, "pipeline": spec.pipeline, "rate": spec.rate or None,
+        "tls": spec.tls, "send_proxy": spec.send_proxy or None,
         "warmup_s": spec.warmup_seconds, "duration_s": round(duration_ns / 1e9, 6),
         "messages": messages, "bytes": messages * spec.size,
         "errors": errors, "mismatches": sum(worker.mismatches for worker in workers),

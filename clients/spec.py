@@ -10,9 +10,12 @@ from __future__ import annotations
 import dataclasses
 import os
 import socket
+import ssl
 from dataclasses import dataclass
 
 from .payload import EXPECTS, PAYLOADS
+
+PROXY_VERSIONS = ("v1", "v2")
 
 ENGINES = ("epoll", "blocking")
 DEFAULT_TIME_CAP = 3600.0  # --requests without --duration still stops by itself
@@ -47,6 +50,12 @@ class LoadSpec:
     backend: str = ""  # a label for the result; echo-load does not need to know
     server_pid: int = 0  # when given, the server's CPU and RSS are sampled over the window
     seed: int | None = None
+    # What a connection does before its first message (clients/opening.py).
+    tls: bool = False
+    tls_ca: str = ""  # verify the server against this CA file instead of the system store
+    tls_insecure: bool = False  # do not verify the server's certificate at all
+    send_proxy: str = ""  # "v1" or "v2": send a PROXY protocol header first
+    banner_lines: int = 0  # lines the server sends on connect, read and dropped before measuring
 
     def __post_init__(self) -> None:
         _check(self.port, 1, 65535, "port")
@@ -73,6 +82,22 @@ class LoadSpec:
             raise SpecError("processes", f"{self.processes} processes for {self.clients} clients leaves some idle")
         if self.engine == "blocking" and (self.rate or self.pipeline > 1):
             raise SpecError("engine", "the blocking engine is closed loop with one message in flight")
+        _check(self.banner_lines, 0, 1000, "banner-lines")
+        if self.send_proxy not in ("", *PROXY_VERSIONS):
+            raise SpecError("send-proxy", f"choose one of {', '.join(PROXY_VERSIONS)}")
+        self._check_tls()
+
+    def _check_tls(self) -> None:
+        for option, given in (("tls-ca", self.tls_ca), ("tls-insecure", self.tls_insecure)):
+            if given and not self.tls:
+                raise SpecError(option, "only means something with --tls")
+        if self.tls_ca and self.tls_insecure:
+            raise SpecError("tls-insecure", "verifies nothing, so a --tls-ca would be ignored; give one or the other")
+        if self.tls_ca:
+            try:
+                ssl.create_default_context(cafile=self.tls_ca)
+            except (OSError, ssl.SSLError) as exc:
+                raise SpecError("tls-ca", f"cannot load {self.tls_ca!r}: {exc}") from None
 
     @property
     def run_seconds(self) -> float:
