@@ -63,7 +63,7 @@ def stalled_writer(address) -> socket.socket:
             blocked_since = None
         except BlockingIOError:
             blocked_since = blocked_since or time.monotonic()
-            if time.monotonic() - blocked_since > 0.3:
+            if time.monotonic() - blocked_since > 1.0:
                 break  # both directions full: the server is stuck writing to us
             time.sleep(0.01)
     return sock

@@ -47,6 +47,26 @@ def peer_error_kind(exc: BaseException) -> str | None:
     return None
 
 
+LINGER_SECONDS = 2.0  # after the server ends a connection, how long it reads and discards before closing
+LINGER_BYTES = 1 << 20
+
+
+def linger(sock: socket.socket) -> None:
+    """Read and discard what the peer still sends, briefly, after our FIN.
+
+    Closing a socket with unread data makes the kernel send an RST, and an RST
+    can destroy our last reply (an error line, the end of a byte budget) before
+    the peer has read it. Waiting for the peer's own FIN avoids that.
+    """
+    sock.settimeout(LINGER_SECONDS)
+    discarded = 0
+    try:
+        while discarded < LINGER_BYTES and (chunk := sock.recv(65536)):
+            discarded += len(chunk)
+    except OSError:
+        pass  # timed out or reset: we are closing anyway
+
+
 class ResetInjected(Exception):
     """``--reset-probability`` chose this reply: the connection ends with an RST."""
 
@@ -83,8 +103,10 @@ class BlockingConnection:
             if backend.banner:
                 sock.sendall(backend.banner)
                 counters.bytes_out += len(backend.banner)
-            self._echo(sock, handler, counters, Pacing(config) if config.paced else None)
+            ended_by_peer = self._echo(sock, handler, counters, Pacing(config) if config.paced else None)
             sock.shutdown(socket.SHUT_WR)
+            if not ended_by_peer:
+                linger(sock)
             error = handler.error and "proxy_header"
         except socket.timeout:
             idle = True
@@ -109,8 +131,8 @@ class BlockingConnection:
                 log.debug("connection %s was %s:%s behind a proxy", self.peer, *handler.source or ("?", "?"))
             stats.closed_connection(counters, idle=idle, error=error)
 
-    def _echo(self, sock: socket.socket, handler, counters, pacing: Pacing | None) -> None:
-        """The loop: read, hand to the handler, send what it returns, until EOF or the handler closes."""
+    def _echo(self, sock: socket.socket, handler, counters, pacing: Pacing | None) -> bool:
+        """The loop: read, hand to the handler, send what it returns, until EOF (True) or the server closes."""
         recv, sendall, feed, size = sock.recv, sock.sendall, handler.feed, self.backend.config.buffer_size
         while True:
             data = recv(size)  # a fresh bytes each time: no buffer held by an idle connection
@@ -119,7 +141,7 @@ class BlockingConnection:
                 if tail:
                     sendall(tail)
                     counters.bytes_out += len(tail)
-                return
+                return True
             counters.bytes_in += len(data)
             reply, units = feed(data)
             if pacing is None:
@@ -128,9 +150,9 @@ class BlockingConnection:
                     counters.bytes_out += len(reply)
                 counters.messages += units
             elif not self._paced_reply(sock, reply, units, pacing, counters):
-                return
+                return False
             if handler.closing:
-                return
+                return False
 
     def _paced_reply(self, sock: socket.socket, reply: bytes, units: int, pacing: Pacing, counters) -> bool:
         """The slow path: wait, maybe reset, send within the byte budget, maybe trickle. False: close now."""

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 
 from ..faults import Pacing
 from ..handlers import EchoHandler, make_handler
-from .connection import peer_error_kind, reset_connection, shutdown_socket
+from .connection import LINGER_SECONDS, peer_error_kind, reset_connection, shutdown_socket
 
 if TYPE_CHECKING:
     from .eventloop import EventLoopBackend
@@ -37,7 +37,7 @@ class EchoProtocol(asyncio.Protocol):
     # counter object (bytes_in, bytes_out, messages), registered with the stats.
     __slots__ = ("server", "handler", "pacing", "plain", "transport", "bytes_in", "bytes_out", "messages",
                  "seen_bytes_in", "quiet_since", "idle_closed", "backlog", "backlog_bytes", "worker", "eof",
-                 "writing_paused", "reading_paused")
+                 "writing_paused", "reading_paused", "lingering")
 
     def __init__(self, server: "EventLoopBackend") -> None:
         config = server.config
@@ -56,6 +56,7 @@ class EchoProtocol(asyncio.Protocol):
         self.eof = False
         self.writing_paused = False
         self.reading_paused = False
+        self.lingering = False  # the server has ended the connection: discard input until the peer's FIN
 
     # -- transport callbacks ----------------------------------------------------
 
@@ -76,6 +77,8 @@ class EchoProtocol(asyncio.Protocol):
             self.transport.write(data)
             self.bytes_out += len(data)
             self.messages += 1
+        elif self.lingering:
+            pass
         elif self.pacing is None:
             self._reply(*self.handler.feed(data))
         else:
@@ -88,6 +91,9 @@ class EchoProtocol(asyncio.Protocol):
                 self.worker = self.server.loop.create_task(self._paced_replies())
 
     def eof_received(self) -> bool | None:
+        if self.lingering:
+            self.transport.close()
+            return None
         self.eof = True
         if self.worker is None:
             self._finish()
@@ -129,7 +135,19 @@ class EchoProtocol(asyncio.Protocol):
             self.transport.write(reply)
             self.bytes_out += len(reply)
         if self.handler.closing:
-            self.transport.close()
+            self._end()
+
+    def _end(self) -> None:
+        """The server ends the connection: FIN after what is queued, then linger (see ``connection.linger``)."""
+        transport = self.transport
+        if self.lingering or transport.is_closing():
+            return
+        if not transport.can_write_eof():  # TLS: close_notify and close
+            transport.close()
+            return
+        self.lingering = True
+        transport.write_eof()
+        self.server.loop.call_later(LINGER_SECONDS, transport.close)
 
     async def _paced_replies(self) -> None:
         """Replies in order, each after its wait (a sleep that yields to the loop) and its faults."""
@@ -145,7 +163,7 @@ class EchoProtocol(asyncio.Protocol):
                     await asyncio.sleep(wait)
                     if pacing.delay:
                         stats.count("fault_delayed")
-                if transport.is_closing():
+                if transport.is_closing() or self.lingering:
                     return
                 if units and pacing.reset_now():
                     stats.count("fault_reset")
@@ -164,7 +182,7 @@ class EchoProtocol(asyncio.Protocol):
                 self._reply(reply, units)
                 if spent:
                     stats.count("fault_truncated")
-                    transport.close()
+                    self._end()
                     return
         finally:
             self.worker = None
