@@ -26,6 +26,7 @@ from pathlib import Path
 import click
 
 from echoserver.backends import REGISTRY
+from echoserver.cli import run_click
 
 from .benchout import write_outputs
 from .runner import raise_fd_limit
@@ -176,16 +177,7 @@ def _command_line() -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    try:
-        code = command.main(args=argv, prog_name="echo-bench", standalone_mode=False)
-    except click.exceptions.Exit as exc:
-        code = exc.exit_code
-    except click.ClickException as exc:
-        click.echo(f"echo-bench: error: {exc.format_message()}", err=True)
-        code = 2
-    except (click.exceptions.Abort, KeyboardInterrupt):
-        code = 130
-    sys.exit(code if isinstance(code, int) else 0)
+    sys.exit(run_click(command, argv, "echo-bench"))
 
 
 if __name__ == "__main__":

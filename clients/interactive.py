@@ -18,6 +18,8 @@ import sys
 
 import click
 
+from echoserver.cli import run_click
+
 
 def round_trip(sock: socket.socket, line: bytes) -> bytes:
     """Send ``line``; read until as many bytes came back, or the server closed."""
@@ -65,16 +67,7 @@ def command(host: str, port: int, timeout: float) -> int:
 
 
 def main(argv: list[str] | None = None) -> None:
-    try:
-        code = command.main(args=argv, prog_name="echo-client", standalone_mode=False)
-    except click.exceptions.Exit as exc:
-        code = exc.exit_code
-    except click.ClickException as exc:
-        click.echo(f"echo-client: error: {exc.format_message()}", err=True)
-        code = 2
-    except (click.exceptions.Abort, KeyboardInterrupt, EOFError):
-        code = 0
-    sys.exit(code if isinstance(code, int) else 0)
+    sys.exit(run_click(command, argv, "echo-client"))
 
 
 if __name__ == "__main__":

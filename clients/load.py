@@ -20,6 +20,8 @@ import sys
 
 import click
 
+from echoserver.cli import run_click
+
 from . import results
 from .spec import ENGINES, PROXY_VERSIONS, LoadSpec, SpecError
 from .payload import EXPECTS, PAYLOADS
@@ -119,16 +121,7 @@ def main(argv: list[str] | None = None) -> None:
     which, prog = (merge_command, "echo-load merge") if args[:1] == ["merge"] else (command, "echo-load")
     if which is merge_command:
         args = args[1:]
-    try:
-        code = which.main(args=args, prog_name=prog, standalone_mode=False)
-    except click.exceptions.Exit as exc:
-        code = exc.exit_code
-    except click.ClickException as exc:
-        click.echo(f"{prog}: error: {exc.format_message()}", err=True)
-        code = 2
-    except (click.exceptions.Abort, KeyboardInterrupt):
-        code = 130
-    sys.exit(code if isinstance(code, int) else 0)
+    sys.exit(run_click(which, args, prog))
 
 
 if __name__ == "__main__":

@@ -30,20 +30,28 @@ def main(argv: list[str] | None = None) -> None:
     args = list(sys.argv[1:] if argv is None else argv)
     backends.prepare_process(_requested_backend(args))
 
-    import click
-
     from ._command import command
 
+    sys.exit(run_click(command, args, "echoserver", auto_envvar_prefix="ECHOSERVER"))
+
+
+def run_click(command, args: list[str] | None, prog_name: str, **extra: object) -> int:
+    """Run a click command the way every tool of this project behaves: a usage error is one
+    line (``PROG: error: ...``) and exit status 2, Ctrl-C is 130, never a traceback for either."""
+    import click
+
     try:
-        code = command.main(args=args, prog_name="echoserver", standalone_mode=False,
-                            auto_envvar_prefix="ECHOSERVER")
+        code = command.main(args=args, prog_name=prog_name, standalone_mode=False, **extra)
     except click.exceptions.Exit as exc:
         code = exc.exit_code
     except click.ClickException as exc:
-        fail(exc.format_message(), exc.exit_code)
+        print(f"{prog_name}: error: {exc.format_message()}", file=sys.stderr, flush=True)
+        code = 2
     except (click.exceptions.Abort, KeyboardInterrupt):
         code = 130
-    sys.exit(code if isinstance(code, int) else 0)
+    except EOFError:  # Ctrl-D at an interactive prompt
+        code = 0
+    return code if isinstance(code, int) else 0
 
 
 def fail(message: str, code: int = 2) -> None:
