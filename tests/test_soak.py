@@ -115,7 +115,10 @@ def resources(pid: int) -> tuple[int, int, int]:
 
 @pytest.mark.slow
 def test_soak_and_chaos(backend, start_server) -> None:
-    server = start_server("--backend", backend, "--idle-timeout", "3", "--grace", "5")
+    # A pool as large as the crowd: this test is about integrity and leaks, not about the
+    # queueing a smaller pool imposes (tests/test_models.py covers that).
+    pool = ("--pool-size", "128") if backend == "threadpool" else ()
+    server = start_server("--backend", backend, "--idle-timeout", "3", "--grace", "5", *pool)
     warm = [connect(server.address) for _ in range(70)]  # let a thread pool grow to its size first
     for sock in warm:
         sock.sendall(b"w")
