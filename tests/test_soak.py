@@ -119,7 +119,7 @@ def test_soak_and_chaos(backend, start_server) -> None:
     # queueing a smaller pool imposes (tests/test_models.py covers that).
     pool = ("--pool-size", "128") if backend == "threadpool" else ()
     server = start_server("--backend", backend, "--idle-timeout", "3", "--grace", "5", *pool)
-    warm = [connect(server.address) for _ in range(70)]  # let a thread pool grow to its size first
+    warm = [connect(server.address) for _ in range(130)]  # let a thread pool grow to its size first
     for sock in warm:
         sock.sendall(b"w")
         assert recv_exactly(sock, 1) == b"w"
