@@ -37,7 +37,6 @@ the supervisor dies, so none outlives a SIGKILLed supervisor.
 
 from __future__ import annotations
 
-import importlib
 import logging
 import os
 import signal
@@ -46,13 +45,14 @@ import time
 from dataclasses import dataclass
 
 from . import backends
-from ._process_utils import die_with_parent
+from ._process_utils import stdlib
 from .backends.base import SHUTDOWN_SIGNALS
 from .config import ServerConfig
 from .listener import bind_listeners, close_listeners, format_address
 from .logs import StatsReporter
 from .server import ready_line
-from .stats import Publisher, SlotTable, add, empty
+from .stats import SlotTable, add, empty
+from .worker import HANDLED_SIGNALS, describe_exit, run_worker
 
 log = logging.getLogger("echoserver.supervisor")
 worker_log = logging.getLogger("echoserver.worker")
@@ -61,21 +61,10 @@ FIRST_RESTART_DELAY = 0.1  # seconds; doubled for each quick death in a row
 MAX_RESTART_DELAY = 10.0
 STABLE_AFTER = 5.0  # a worker that lived this long resets its slot's back-off
 KILL_MARGIN = 5.0  # past --grace, the supervisor SIGKILLs a worker that is still draining
-HANDLED_SIGNALS = (*SHUTDOWN_SIGNALS, signal.SIGCHLD)
-
-
-def _stdlib(module: str, name: str):
-    """The standard library's own function, even in a process gevent has monkey-patched."""
-    monkey = sys.modules.get("gevent.monkey")
-    if monkey is not None:
-        return monkey.get_original(module, name)
-    return getattr(importlib.import_module(module), name)
-
-
-_fork = _stdlib("os", "fork")
-_waitpid = _stdlib("os", "waitpid")
-_select = _stdlib("select", "select")
-_signal = _stdlib("signal", "signal")
+_fork = stdlib("os", "fork")
+_waitpid = stdlib("os", "waitpid")
+_select = stdlib("select", "select")
+_signal = stdlib("signal", "signal")
 
 
 def supervise(config: ServerConfig) -> int:
@@ -314,46 +303,3 @@ class Supervisor:
                 os.kill(pid, signal.SIGKILL)
             self.kill_at = None
             self.clean = False
-
-
-def run_worker(config: ServerConfig, backend_class: type, listeners: list, ready_w: int, supervisor: int,
-               table: SlotTable, slot: int) -> int:
-    """The body of a worker process: run the backend on the inherited listener until told to stop."""
-    if "gevent" in sys.modules:
-        # gevent's own fork does this; ours is the plain one, so do it here (a
-        # no-op unless a hub already existed in the supervisor).
-        import gevent
-
-        gevent.reinit()
-    backend = backend_class(config)
-    for signum in SHUTDOWN_SIGNALS:  # until the backend installs its own
-        _signal(signum, lambda signum, frame: backend.on_shutdown_signal(signum))
-    _signal(signal.SIGCHLD, signal.SIG_DFL)
-    die_with_parent(supervisor)
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, HANDLED_SIGNALS)
-
-    def ready() -> None:
-        os.write(ready_w, b"R")
-        os.close(ready_w)
-
-    publisher = Publisher(backend.snapshot, table, slot).start()
-    try:
-        backend.run(listeners, ready, handle_signals=True)
-    finally:
-        publisher.stop()
-    totals = backend.snapshot()
-    worker_log.info("worker %d stopped: %d connections, %d bytes in, %d bytes out",
-                    os.getpid(), totals["accepted"], totals["bytes_in"], totals["bytes_out"])
-    return 0
-
-
-def describe_exit(status: int) -> str:
-    """``exited with status 3`` or ``was killed by SIGKILL``, from a ``waitpid`` status."""
-    if os.WIFSIGNALED(status):
-        signum = os.WTERMSIG(status)
-        try:
-            name = signal.Signals(signum).name
-        except ValueError:
-            name = f"signal {signum}"
-        return f"was killed by {name}"
-    return f"exited with status {os.WEXITSTATUS(status)}"
