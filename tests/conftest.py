@@ -46,3 +46,23 @@ def start_server():
 def server(backend, start_server) -> ServerProcess:
     """A plain echo server of the parametrised backend, on a free port."""
     return start_server("--backend", backend, "--grace", "3")
+
+
+@pytest.fixture(scope="session")
+def ca():
+    """A throwaway certificate authority (trustme), for the TLS tests."""
+    import trustme
+
+    return trustme.CA()
+
+
+@pytest.fixture(scope="session")
+def tls_files(ca, tmp_path_factory) -> dict[str, str]:
+    """``cert``, ``key`` (for 127.0.0.1 and localhost) and ``ca``: PEM files signed by :func:`ca`."""
+    folder = tmp_path_factory.mktemp("tls")
+    cert = ca.issue_cert("127.0.0.1", "localhost")
+    files = {"cert": folder / "cert.pem", "key": folder / "key.pem", "ca": folder / "ca.pem"}
+    cert.cert_chain_pems[0].write_to_path(files["cert"])
+    cert.private_key_pem.write_to_path(files["key"])
+    ca.cert_pem.write_to_path(files["ca"])
+    return {name: str(path) for name, path in files.items()}

@@ -15,22 +15,6 @@ from test_echo import round_trip_time
 from test_models import wait_for
 
 
-@pytest.fixture(scope="module")
-def ca() -> trustme.CA:
-    return trustme.CA()
-
-
-@pytest.fixture(scope="module")
-def tls_files(ca, tmp_path_factory) -> dict[str, str]:
-    folder = tmp_path_factory.mktemp("tls")
-    cert = ca.issue_cert("127.0.0.1", "localhost")
-    files = {"cert": folder / "cert.pem", "key": folder / "key.pem", "ca": folder / "ca.pem"}
-    cert.cert_chain_pems[0].write_to_path(files["cert"])
-    cert.private_key_pem.write_to_path(files["key"])
-    ca.cert_pem.write_to_path(files["ca"])
-    return {name: str(path) for name, path in files.items()}
-
-
 def tls_client(server, ca: trustme.CA, client_cert: trustme.LeafCert | None = None) -> ssl.SSLSocket:
     context = ssl.create_default_context()
     ca.configure_trust(context)

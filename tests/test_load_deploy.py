@@ -3,24 +3,11 @@
 from __future__ import annotations
 
 import pytest
-import trustme
 
 from test_load import echo_load, port_args
 
 BACKENDS = ["asyncio", "thread"]  # one event loop, one blocking loop: the two code paths of the server
 RUN = ("--clients", "4", "--requests", "400")
-
-
-@pytest.fixture(scope="module")
-def tls_files(tmp_path_factory) -> dict[str, str]:
-    ca = trustme.CA()
-    folder = tmp_path_factory.mktemp("tls")
-    cert = ca.issue_cert("127.0.0.1", "localhost")
-    files = {"cert": folder / "cert.pem", "key": folder / "key.pem", "ca": folder / "ca.pem"}
-    cert.cert_chain_pems[0].write_to_path(files["cert"])
-    cert.private_key_pem.write_to_path(files["key"])
-    ca.cert_pem.write_to_path(files["ca"])
-    return {name: str(path) for name, path in files.items()}
 
 
 def tls_server(start_server, backend: str, tls_files: dict, *args: str):
