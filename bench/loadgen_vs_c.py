@@ -4,7 +4,7 @@
     python bench/loadgen_vs_c.py --rounds 9 --duration 5 --markdown bench/results/loadgen_vs_c.md
 
 Starts one ``echoserver --backend uvloop`` pinned to one core, builds
-``bench/c/echo_client.c`` with gcc into ``bench/build/``, then runs, in turn and
+``bench/c/epoll_client.c`` with gcc into ``bench/build/``, then runs, in turn and
 each pinned to the *other* core: the C epoll client, ``echo-load`` (default
 engine) and ``echo-load --engine blocking`` (one blocking thread per
 connection, the tutorial design). The rounds alternate so that a noisy
@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import statistics
 import subprocess
 import sys
@@ -27,18 +26,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.cclient import CLIENT_BINARY, build_client  # noqa: E402
 from echoserver.process import ServerProcess  # noqa: E402
-
-C_SOURCE = ROOT / "bench" / "c" / "echo_client.c"
-C_BINARY = ROOT / "bench" / "build" / "echo_client"
-
-
-def build_c_client() -> Path:
-    if shutil.which("gcc") is None:
-        sys.exit("loadgen_vs_c: gcc is needed to build the reference client")
-    C_BINARY.parent.mkdir(parents=True, exist_ok=True)
-    subprocess.run(["gcc", "-O2", "-Wall", "-o", str(C_BINARY), str(C_SOURCE)], check=True)
-    return C_BINARY
 
 
 def pinned(core: int):
@@ -46,8 +35,8 @@ def pinned(core: int):
 
 
 def run_c(address: tuple, args, core: int) -> dict:
-    out = subprocess.run([str(C_BINARY), address[0], str(address[1]), str(args.clients), str(args.size),
-                          str(args.warmup), str(args.duration)],
+    out = subprocess.run([str(CLIENT_BINARY), "--warmup", str(args.warmup), address[0], str(address[1]),
+                          str(args.clients), str(args.size), str(args.duration)],
                          capture_output=True, text=True, preexec_fn=pinned(core), check=True)
     return json.loads(out.stdout)
 
@@ -76,7 +65,7 @@ def main() -> None:
     if len(cores) < 2:
         sys.exit("loadgen_vs_c: needs two cores (one for the server, one for the clients)")
     server_core, client_core = cores[1], cores[0]
-    build_c_client()
+    build_client()
     load_before = os.getloadavg()
 
     everything = set(cores)

@@ -40,10 +40,9 @@ import psutil
 
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH.parent))
+from bench.cclient import CLIENT_BINARY, build_client  # noqa: E402
 from echoserver.process import ServerProcess  # noqa: E402
 
-CLIENT_SOURCE = BENCH / "c" / "epoll_client.c"
-CLIENT_BINARY = BENCH / "build" / "epoll-client"
 RESULTS = BENCH / "results"
 BACKENDS = ("thread", "threadpool", "fork", "gevent", "asyncio", "uvloop")
 WORKLOADS = {"20x64B": (20, 64), "200x1KiB": (200, 1024)}
@@ -53,14 +52,6 @@ POOL_SIZE = 64  # threadpool: connections beyond the pool are accepted but never
 
 
 # -- the client ------------------------------------------------------------------------------
-
-def build_client() -> Path:
-    """Compile the epoll client into bench/build/ unless an up-to-date binary is there."""
-    if not CLIENT_BINARY.exists() or CLIENT_BINARY.stat().st_mtime < CLIENT_SOURCE.stat().st_mtime:
-        CLIENT_BINARY.parent.mkdir(parents=True, exist_ok=True)
-        subprocess.run(["gcc", "-O2", "-o", str(CLIENT_BINARY), str(CLIENT_SOURCE)], check=True)
-    return CLIENT_BINARY
-
 
 def run_client(port: int, connections: int, size: int, seconds: float, attempts: int = 3) -> dict:
     """The client's JSON result; fails loudly on any error or corrupted byte.

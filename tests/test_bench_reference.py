@@ -57,9 +57,26 @@ def test_epoll_client_builds_and_verifies_every_byte(tmp_path, start_server):
 
     result = json.loads(done.stdout)
     assert done.returncode == 0, done.stderr
-    assert set(result) == {"messages", "bytes", "seconds", "msgs_per_s", "errors", "mismatches"}
+    assert set(result) == {"messages", "bytes", "seconds", "msgs_per_s", "errors", "mismatches", "cpu_s"}
     assert result["messages"] > 0 and result["bytes"] >= result["messages"] * 1024
     assert result["errors"] == 0 and result["mismatches"] == 0
+    assert 0 < result["cpu_s"] <= result["seconds"] * 1.5
+
+
+@pytest.mark.skipif(shutil.which("gcc") is None, reason="gcc is not installed")
+def test_epoll_client_warmup_is_not_counted(tmp_path, start_server):
+    binary = tmp_path / "epoll-client"
+    subprocess.run(["gcc", "-O2", "-o", str(binary), str(BENCH / "c" / "epoll_client.c")], check=True)
+    server = start_server("--backend", "asyncio", "--grace", "3")
+
+    done = subprocess.run([str(binary), "--warmup", "0.5", server.host, str(server.port), "2", "64", "0.5", "4"],
+                          capture_output=True, text=True, timeout=30)
+
+    result = json.loads(done.stdout)
+    assert done.returncode == 0, done.stderr
+    assert 0.5 <= result["seconds"] < 1.0  # the window alone, not warmup + window
+    assert result["messages"] > 0 and result["errors"] == 0 and result["mismatches"] == 0
+    assert result["bytes"] <= (result["messages"] + 2 * 4) * 64  # what was echoed in the window only
 
 
 @pytest.mark.skipif(shutil.which("gcc") is None, reason="gcc is not installed")

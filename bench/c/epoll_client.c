@@ -1,5 +1,5 @@
 /*
- * epoll-client HOST PORT CONNECTIONS SIZE SECONDS [PIPELINE]
+ * epoll-client [--warmup W] HOST PORT CONNECTIONS SIZE SECONDS [PIPELINE]
  *
  * A closed-loop echo load generator that is never the bottleneck: one thread,
  * one epoll set, no allocation on the hot path. It opens CONNECTIONS TCP
@@ -7,13 +7,21 @@
  * wait for the full echo, send the next), verifies every echoed byte against
  * what was sent, and after SECONDS prints one JSON line:
  *
- *   {"messages": N, "bytes": N, "seconds": S, "msgs_per_s": R, "errors": E, "mismatches": M}
+ *   {"messages": N, "bytes": N, "seconds": S, "msgs_per_s": R, "errors": E,
+ *    "mismatches": M, "cpu_s": C}
  *
- * messages: round trips completed (every byte echoed) within SECONDS;
- * bytes: echoed bytes verified; errors: connections that failed (refused,
- * reset, closed by the server early); mismatches: echoed bytes that differed
- * from what was sent. Exit status 0 if errors and mismatches are both 0, 1
- * otherwise, 2 on bad arguments.
+ * With --warmup W (seconds, default 0; also --warmup=W, anywhere on the line)
+ * the load runs for W seconds first, uncounted, and the SECONDS window starts
+ * after it.
+ *
+ * messages: round trips completed (every byte echoed) within the window;
+ * bytes: echoed bytes verified within the window; seconds: the window's
+ * length; cpu_s: CPU time (user + system) this process used in the window;
+ * errors: connections that failed (refused, reset, closed by the server
+ * early); mismatches: echoed bytes that differed from what was sent. Errors
+ * and mismatches count from the start, warmup included: every byte is
+ * verified. Exit status 0 if errors and mismatches are both 0, 1 otherwise,
+ * 2 on bad arguments.
  *
  * The payload of connection c at stream offset o is a function of (c, o) that
  * does not repeat with the message size, so a lost, duplicated, reordered or
@@ -60,6 +68,21 @@ static double now(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static double cpu_now(void) {
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 + ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6;
+}
+
+static int parse_double(const char *s, double lo, double hi, double *out) {
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || *end || end == s || !(v >= lo && v <= hi)) return -1;
+    *out = v;
+    return 0;
 }
 
 static int parse_long(const char *s, long lo, long hi, long *out) {
@@ -120,16 +143,36 @@ static void pump_out(int ep, struct conn *c, long *errors) {
     if (c->alive) set_out(ep, c, 0);
 }
 
+static int usage(void) {
+    fprintf(stderr, "usage: epoll-client [--warmup W] HOST PORT CONNECTIONS SIZE SECONDS [PIPELINE]\n");
+    return 2;
+}
+
 int main(int argc, char **argv) {
     long connections, size, pipeline = 1;
-    double seconds;
-    if (argc < 6 || argc > 7 || parse_long(argv[3], 1, 1000000, &connections) ||
-        parse_long(argv[4], 1, 64L * 1024 * 1024, &size) ||
-        (seconds = strtod(argv[5], NULL)) <= 0 || seconds > 86400 ||
-        (argc == 7 && parse_long(argv[6], 1, 1024, &pipeline))) {
-        fprintf(stderr, "usage: epoll-client HOST PORT CONNECTIONS SIZE SECONDS [PIPELINE]\n");
-        return 2;
+    double seconds, warmup = 0;
+    /* --warmup W or --warmup=W may come anywhere; the rest are positional. */
+    char *args[6];
+    int nargs = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *value = NULL;
+        if (strcmp(argv[i], "--warmup") == 0) {
+            if (++i == argc) return usage();
+            value = argv[i];
+        } else if (strncmp(argv[i], "--warmup=", 9) == 0) {
+            value = argv[i] + 9;
+        } else if (nargs < 6) {
+            args[nargs++] = argv[i];
+            continue;
+        } else {
+            return usage();
+        }
+        if (parse_double(value, 0, 86400, &warmup)) return usage();
     }
+    if (nargs < 5 || parse_long(args[2], 1, 1000000, &connections) ||
+        parse_long(args[3], 1, 64L * 1024 * 1024, &size) || parse_double(args[4], 0, 86400, &seconds) ||
+        seconds <= 0 || (nargs == 6 && parse_long(args[5], 1, 1024, &pipeline)))
+        return usage();
 
     struct rlimit rl;
     if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
@@ -138,9 +181,9 @@ int main(int argc, char **argv) {
     }
 
     struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM}, *ai;
-    int gai = getaddrinfo(argv[1], argv[2], &hints, &ai);
+    int gai = getaddrinfo(args[0], args[1], &hints, &ai);
     if (gai) {
-        fprintf(stderr, "epoll-client: %s:%s: %s\n", argv[1], argv[2], gai_strerror(gai));
+        fprintf(stderr, "epoll-client: %s:%s: %s\n", args[0], args[1], gai_strerror(gai));
         return 2;
     }
 
@@ -169,13 +212,26 @@ int main(int argc, char **argv) {
 
     long messages = 0;
     uint64_t bytes = 0;
-    double start = now(), deadline = start + seconds;
+    int measuring = warmup <= 0;
+    double start = now(), cpu_start = cpu_now();
+    double window_start = start + warmup, deadline = window_start + seconds;
     for (long i = 0; i < connections; i++) pump_out(ep, &conns[i], &errors);
 
     struct epoll_event events[MAX_EVENTS];
-    double t;
-    while ((t = now()) < deadline) {
-        int timeout_ms = (int)((deadline - t) * 1000) + 1;
+    for (;;) {
+        double t = now();
+        if (!measuring && t >= window_start) {
+            /* The warmup is over: count from here, for a whole window however late. */
+            measuring = 1;
+            messages = 0;
+            bytes = 0;
+            window_start = t;
+            deadline = t + seconds;
+            cpu_start = cpu_now();
+        }
+        if (t >= deadline) break;
+        double until = measuring ? deadline : window_start;
+        int timeout_ms = (int)((until - t) * 1000) + 1;
         int n = epoll_wait(ep, events, MAX_EVENTS, timeout_ms);
         if (n < 0) {
             if (errno == EINTR) continue;
@@ -215,14 +271,14 @@ int main(int argc, char **argv) {
             if (c->alive) pump_out(ep, c, &errors);
         }
     }
-    double elapsed = now() - start;
+    double elapsed = now() - window_start, cpu = cpu_now() - cpu_start;
     for (long i = 0; i < connections; i++)
         if (conns[i].alive) close(conns[i].fd);
     close(ep);
     free(conns);
 
     printf("{\"messages\": %ld, \"bytes\": %llu, \"seconds\": %.3f, \"msgs_per_s\": %.1f, "
-           "\"errors\": %ld, \"mismatches\": %ld}\n",
-           messages, (unsigned long long)bytes, elapsed, messages / elapsed, errors, mismatches);
+           "\"errors\": %ld, \"mismatches\": %ld, \"cpu_s\": %.3f}\n",
+           messages, (unsigned long long)bytes, elapsed, messages / elapsed, errors, mismatches, cpu);
     return errors || mismatches ? 1 : 0;
 }
