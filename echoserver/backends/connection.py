@@ -40,11 +40,28 @@ PEER_ERRNOS = {
 }
 
 
-def peer_error_kind(exc: BaseException) -> str | None:
-    """The error kind if ``exc`` is the peer's doing, ``None`` if it is ours."""
-    if isinstance(exc, OSError):
-        return PEER_ERRNOS.get(exc.errno)
-    return None
+def error_kind(exc: BaseException) -> str:
+    """What ended a connection: a peer's doing (``reset``, ``tls``...), or ``server`` if it was ours."""
+    kind = PEER_ERRNOS.get(getattr(exc, "errno", None))
+    if kind is None and "SSL" in type(exc).__name__:
+        kind = "tls"  # a failed handshake or a broken TLS stream: the peer's, whichever ssl module raised it
+    return kind or "server"
+
+
+def log_failure(peer: object, exc: BaseException, kind: str) -> None:
+    """A peer's misbehaviour is routine (debug); a failure of ours is not (warning)."""
+    (log.warning if kind == "server" else log.debug)("connection %s: %s", peer, exc)
+
+
+def record_close(stats, counters, handler, peer: object, *, idle: bool = False, error: str | None = None) -> None:
+    """What every backend does as a connection ends: say why the handler closed it, and count it."""
+    if handler.error:
+        error = "proxy_header"
+        log.warning("closing %s: %s", peer, handler.error)
+    if handler.proxy_version:
+        stats.count(f"proxied_v{handler.proxy_version}")
+        log.debug("connection %s was %s:%s behind a proxy", peer, *handler.source or ("?", "?"))
+    stats.closed_connection(counters, idle=idle, error=error)
 
 
 LINGER_SECONDS = 2.0  # after the server ends a connection, how long it reads and discards before closing
@@ -107,29 +124,17 @@ class BlockingConnection:
             sock.shutdown(socket.SHUT_WR)
             if not ended_by_peer:
                 linger(sock)
-            error = handler.error and "proxy_header"
         except socket.timeout:
             idle = True
             log.debug("closing %s: idle for %ss", self.peer, config.idle_timeout)
         except ResetInjected:
             log.debug("reset %s (fault injection)", self.peer)
         except OSError as exc:
-            error = peer_error_kind(exc)
-            if error is None and backend.tls is not None and "SSL" in type(exc).__name__:
-                error = "tls"
-            if error is None:
-                error = "server"
-                log.warning("connection %s failed: %s", self.peer, exc)
-            else:
-                log.debug("connection %s: %s", self.peer, exc)
+            error = error_kind(exc)
+            log_failure(self.peer, exc, error)
         finally:
             self.sock.close()
-            if handler.error:
-                log.warning("closing %s: %s", self.peer, handler.error)
-            if handler.proxy_version:
-                stats.count(f"proxied_v{handler.proxy_version}")
-                log.debug("connection %s was %s:%s behind a proxy", self.peer, *handler.source or ("?", "?"))
-            stats.closed_connection(counters, idle=idle, error=error)
+            record_close(stats, counters, handler, self.peer, idle=idle, error=error)
 
     def _echo(self, sock: socket.socket, handler, counters, pacing: Pacing | None) -> bool:
         """The loop: read, hand to the handler, send what it returns, until EOF (True) or the server closes."""

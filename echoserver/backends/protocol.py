@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 
 from ..faults import Pacing
 from ..handlers import EchoHandler, make_handler
-from .connection import LINGER_SECONDS, peer_error_kind, reset_connection, shutdown_socket
+from .connection import LINGER_SECONDS, error_kind, log_failure, record_close, reset_connection, shutdown_socket
 
 if TYPE_CHECKING:
     from .eventloop import EventLoopBackend
@@ -111,20 +111,13 @@ class EchoProtocol(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         error = None
-        handler, stats = self.handler, self.server.stats
         if exc is not None:
-            error = peer_error_kind(exc) or ("tls" if "SSL" in type(exc).__name__ else "server")
-            (log.warning if error == "server" else log.debug)("connection %s: %s", self.peer, exc)
-        if handler.error:
-            error = "proxy_header"
-            log.warning("closing %s: %s", self.peer, handler.error)
-        if handler.proxy_version:
-            stats.count(f"proxied_v{handler.proxy_version}")
-            log.debug("connection %s was %s:%s behind a proxy", self.peer, *handler.source or ("?", "?"))
+            error = error_kind(exc)
+            log_failure(self.peer, exc, error)
         if self.worker is not None:
             self.worker.cancel()
         self.server.connections.discard(self)
-        stats.closed_connection(self, idle=self.idle_closed, error=error)
+        record_close(self.server.stats, self, self.handler, self.peer, idle=self.idle_closed, error=error)
         self.server.connection_closed()
 
     # -- replies ----------------------------------------------------------------
