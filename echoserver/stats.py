@@ -86,10 +86,6 @@ class Stats:
         with self._lock:
             add(self._totals, {**values, "active": 0})
 
-    @property
-    def active(self) -> int:
-        return len(self._live)
-
     def snapshot(self) -> dict:
         """Every field of :data:`FIELDS`, live connections included."""
         with self._lock:
