@@ -9,6 +9,9 @@ out=bench/results
 # Framework cost: each backend against a bare reference server of its model (docs/overhead.md).
 python bench/overhead.py
 
+# Why a forked child costs what it does: copy-on-write, page by page (docs/overhead.md).
+python bench/fork_memory.py
+
 # The load generator against a compiled epoll client (docs/load.md).
 python bench/loadgen_vs_c.py --rounds 9 --duration 3 --markdown "$out/loadgen_vs_c.md"
 

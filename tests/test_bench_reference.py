@@ -90,3 +90,14 @@ def test_epoll_client_reports_corrupted_echo(tmp_path, start_server):
 
     assert done.returncode == 1
     assert json.loads(done.stdout)["mismatches"] > 0
+
+
+def test_fork_memory_sees_copy_on_write():
+    """The measurement behind docs/overhead.md's fork section: touching one object per page costs a page each."""
+    spec = importlib.util.spec_from_file_location("bench_fork_memory", BENCH / "fork_memory.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    packed = sorted(module.forked_rung((), "packed"))[module.CHILDREN // 2]
+    spread = sorted(module.forked_rung((), "spread"))[module.CHILDREN // 2]
+    copied_pages = (spread - packed) * 1024 / module.PAGE
+    assert 0.8 * module.TOUCHED <= copied_pages <= 1.2 * module.TOUCHED
