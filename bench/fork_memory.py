@@ -20,7 +20,10 @@ children, median:
 * children that touch 2,000 objects of the parent's, packed together or
   spread one per page: the cost follows pages, not objects;
 * children that serve one idle echo connection: the bare reference fork server
-  and ``echoserver --backend fork``.
+  and ``echoserver --backend fork``;
+
+and what the copies cost in time: the server CPU per connection of both, over
+400 sequential connections with one round trip each.
 
     python bench/fork_memory.py            # ~20 s; writes bench/results/fork_memory.md
 """
@@ -120,6 +123,34 @@ def serving_rung(kind: str) -> list[float]:
                 sock.close()
 
 
+CONNECTIONS = 400
+
+
+def connection_cost(kind: str) -> float:
+    """Server CPU microseconds per connection (connect, one 64 B round trip, close), children included."""
+    import socket
+
+    from bench.overhead import Servers, _children, cpu_seconds, wait_until
+
+    def one_by_one(count: int) -> None:
+        for _ in range(count):
+            with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+                sock.sendall(b"x" * 64)
+                got = b""
+                while len(got) < 64:
+                    got += sock.recv(64) or b"!" * 64  # EOF: the length check below fails
+                assert got == b"x" * 64, got
+
+    with Servers() as servers:
+        server = servers.start("fork", kind)
+        one_by_one(20)  # warm-up
+        wait_until(lambda: not _children(server.pid), 10, "warm-up children to exit")
+        before = cpu_seconds(server.pid)
+        one_by_one(CONNECTIONS)
+        wait_until(lambda: not _children(server.pid), 10, "children to exit")
+        return (cpu_seconds(server.pid) - before) / CONNECTIONS * 1e6
+
+
 def measure(name: str) -> list[float]:
     """Each rung in a fresh interpreter, so that no rung inherits another's imports."""
     done = subprocess.run([sys.executable, __file__, "--rung", name], capture_output=True, text=True, timeout=120)
@@ -129,11 +160,14 @@ def measure(name: str) -> list[float]:
 
 
 RUNGS = [*FORKED, "reference fork server, serving", "echoserver --backend fork, serving"]
+COSTS = ["cost reference", "cost framework"]
 
 
 def run_rung(name: str) -> list[float]:
     if name in FORKED:
         return forked_rung(*FORKED[name])
+    if name.startswith("cost"):
+        return [connection_cost(name.split()[-1])]
     return serving_rung("reference" if name.startswith("reference") else "framework")
 
 
@@ -149,7 +183,7 @@ def table(results: dict[str, list[float]]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--rung", choices=RUNGS, help=argparse.SUPPRESS)
+    parser.add_argument("--rung", choices=RUNGS + COSTS, help=argparse.SUPPRESS)
     parser.add_argument("--no-write", action="store_true", help="print only; leave bench/results alone")
     args = parser.parse_args(argv)
     if args.rung:
@@ -160,14 +194,20 @@ def main(argv: list[str] | None = None) -> int:
     for name in RUNGS:
         results[name] = measure(name)
         print(f"  {name:<55} {statistics.median(results[name]):8,.0f} KiB", flush=True)
+    costs = {kind: measure(f"cost {kind}")[0] for kind in ("reference", "framework")}
+    cost_line = (f"Server CPU per connection ({CONNECTIONS} sequential connections, one 64 B round trip each, "
+                 f"children included): reference {costs['reference']:,.0f} us, "
+                 f"echoserver --backend fork {costs['framework']:,.0f} us.")
     print()
     print(table(results))
+    print()
+    print(cost_line)
     if not args.no_write:
         RESULTS.mkdir(parents=True, exist_ok=True)
         (RESULTS / "fork_memory.json").write_text(json.dumps(
             {"date": started.isoformat(timespec="seconds"), "command": "python bench/fork_memory.py",
              "children": CHILDREN, "python": platform.python_version(), "kernel": platform.release(),
-             "private_kib": results}, indent=2) + "\n")
+             "private_kib": results, "cpu_us_per_connection": costs}, indent=2) + "\n")
         (RESULTS / "fork_memory.md").write_text(f"""# Where a forked child's memory goes
 
 {table(results)}
@@ -177,6 +217,8 @@ child no longer shares with anyone, each a 4 KiB copy made when the child (or it
 a shared page. "Idle" children run no Python code of their own after `fork()`; what they still
 pay is the interpreter's at-fork work, including the handlers that `threading` and `logging`
 register. Serving children did one round trip and hold an idle connection.
+
+{cost_line}
 
 - Command: `python bench/fork_memory.py`
 - Date: {started.isoformat(timespec="seconds")}; Python {platform.python_version()}, Linux {platform.release()}
