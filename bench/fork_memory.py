@@ -35,7 +35,6 @@ import datetime
 import json
 import os
 import platform
-import re
 import statistics
 import subprocess
 import sys
@@ -62,8 +61,7 @@ TOUCHED = 2000
 
 def private_kib(pid: int) -> float:
     with open(f"/proc/{pid}/smaps_rollup") as rollup:
-        text = rollup.read()
-    return sum(int(n) for n in re.findall(r"^Private_(?:Clean|Dirty):\s+(\d+) kB", text, re.M))
+        return sum(int(line.split()[1]) for line in rollup if line.startswith(("Private_Clean", "Private_Dirty")))
 
 
 # Runs as ``python -c`` so that the parent has imported only ``os`` and what the rung names
@@ -94,7 +92,8 @@ for _ in pids:
 sizes = []
 for pid in pids:
     with open(f"/proc/{pid}/smaps_rollup") as rollup:
-        sizes.append(sum(int(line.split()[1]) for line in rollup if line.startswith("Private_")))
+        sizes.append(sum(int(line.split()[1]) for line in rollup
+                         if line.startswith(("Private_Clean", "Private_Dirty"))))
 os.close(stop_w)
 for pid in pids:
     os.waitpid(pid, 0)
@@ -132,9 +131,9 @@ def connection_cost(kind: str) -> float:
 
     from bench.overhead import Servers, _children, cpu_seconds, wait_until
 
-    def one_by_one(count: int) -> None:
+    def one_by_one(port: int, count: int) -> None:
         for _ in range(count):
-            with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
                 sock.sendall(b"x" * 64)
                 got = b""
                 while len(got) < 64:
@@ -143,10 +142,10 @@ def connection_cost(kind: str) -> float:
 
     with Servers() as servers:
         server = servers.start("fork", kind)
-        one_by_one(20)  # warm-up
+        one_by_one(server.port, 20)  # warm-up
         wait_until(lambda: not _children(server.pid), 10, "warm-up children to exit")
         before = cpu_seconds(server.pid)
-        one_by_one(CONNECTIONS)
+        one_by_one(server.port, CONNECTIONS)
         wait_until(lambda: not _children(server.pid), 10, "children to exit")
         return (cpu_seconds(server.pid) - before) / CONNECTIONS * 1e6
 

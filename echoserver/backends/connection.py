@@ -143,9 +143,10 @@ class BlockingConnection:
             # What the handler would do, without calling it: the loop of the bare reference servers
             # plus three counters (docs/overhead.md measures what the call cost).
             while data := recv(size):
-                counters.bytes_in += len(data)
+                n = len(data)
+                counters.bytes_in += n
                 sendall(data)
-                counters.bytes_out += len(data)
+                counters.bytes_out += n
                 counters.messages += 1
             return True
         while True:

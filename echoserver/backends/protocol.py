@@ -22,7 +22,7 @@ import socket
 from typing import TYPE_CHECKING
 
 from ..faults import Pacing
-from ..handlers import EchoHandler, make_handler
+from ..handlers import PLAIN_ECHO, make_handler
 from .connection import LINGER_SECONDS, error_kind, log_failure, record_close, reset_connection, shutdown_socket
 
 if TYPE_CHECKING:
@@ -44,7 +44,7 @@ class EchoProtocol(asyncio.Protocol):
         self.server = server
         self.handler = make_handler(config)
         self.pacing = Pacing(config) if config.paced else None
-        self.plain = type(self.handler) is EchoHandler and not config.cpu_work and self.pacing is None
+        self.plain = self.handler is PLAIN_ECHO and self.pacing is None  # as in BlockingConnection._echo
         self.transport: asyncio.Transport | None = None
         self.bytes_in = self.bytes_out = self.messages = 0
         self.seen_bytes_in = -1  # what the idle sweeper saw last time: unchanged means idle
