@@ -46,10 +46,14 @@ class BlockingWorker:
                 self.loop(sock)
         except OSError as exc:
             self.errors[error_kind(exc)] += 1
+        except BaseException:
+            self.schedule.abort()
+            raise
         finally:
+            now = clock()
+            self.schedule.wait()  # every window closed before any connection does
             if sock is not None:
                 sock.close()
-            now = clock()
             self.window = (self.window + [now, now])[:2]
             self.latency.fold()
             self.connect_latency.fold()

@@ -30,7 +30,8 @@ class EpollWorker:
     """Drives its connections from connect to close inside one thread.
 
     ``schedule`` is shared by every worker of the run: a barrier passed once
-    all have connected, then the same warmup and window lengths for all.
+    all have connected, then the same warmup and window lengths for all, and
+    passed again before anyone hangs up.
     """
 
     def __init__(self, spec, streams: list[tuple[int, Stream]], address: tuple, schedule,
@@ -82,7 +83,11 @@ class EpollWorker:
                 self.closed_loop()
             if not self.window:  # stopped before the window opened: an empty one
                 self.window = [clock(), clock()]
+        except BaseException:
+            self.schedule.abort()
+            raise
         finally:
+            self.schedule.wait()  # every window closed before any connection does
             for conn in self.conns:
                 if conn.sock is not None:
                     conn.sock.close()

@@ -87,7 +87,14 @@ def run_process(spec: LoadSpec, index: int, threads: list[int], address: tuple,
 
 
 class _Schedule:
-    """The barrier every worker passes once connected; a broken one does not hang the run."""
+    """The barrier every worker passes twice: once connected, and once its window has closed.
+
+    The second meeting keeps each worker's connections open until every
+    window is over: a worker that hung up early would free server slots (say,
+    under ``--max-connections``) for connections still being measured. A
+    broken barrier does not hang the run: a worker that fails aborts it, and
+    the others go on unsynchronised.
+    """
 
     def __init__(self, barrier, timeout: float) -> None:
         self.barrier, self.timeout = barrier, timeout
@@ -97,6 +104,9 @@ class _Schedule:
             self.barrier.wait(self.timeout)
         except threading.BrokenBarrierError:
             pass
+
+    def abort(self) -> None:
+        self.barrier.abort()
 
 
 def _guard(worker, errors, slot: int) -> Callable[[], None]:

@@ -173,6 +173,41 @@ def test_each_mode_verifies_and_counts(fast_server, mode):
     assert result["fairness"]["served"] == 4
 
 
+def test_no_client_hangs_up_before_every_window_has_closed(start_server):
+    # Two slots, four clients on two threads: had one thread closed its connections as soon as
+    # its own window ended, the server would have served a waiting one inside another's window.
+    server = start_server("--backend", "thread", "--max-connections", "2")
+    for _ in range(3):
+        code, result, stderr = echo_load(*port_args(server.address), "--clients", "4", "--threads", "2",
+                                         *SHORT, "--json")
+        assert code == 0, stderr
+        assert result["fairness"]["served"] == 2 and result["errors"] == {}
+
+
+def test_a_worker_that_crashes_does_not_hold_up_the_others(fast_server, monkeypatch):
+    import time
+
+    from clients import runner
+    from clients.engine import EpollWorker
+    from clients.spec import LoadSpec
+
+    connect_all = EpollWorker.connect_all
+
+    def crash_in_the_first(worker) -> None:  # before the first barrier: the worst place
+        if worker.slot == 0:
+            raise RuntimeError("a bug")
+        connect_all(worker)
+
+    monkeypatch.setattr(EpollWorker, "connect_all", crash_in_the_first)
+    spec = LoadSpec(*fast_server.address, clients=4, threads=2, duration=0.5, warmup=0.1)
+    started = time.monotonic()
+    result = runner.run(spec)
+    assert result["errors"] == {"internal:RuntimeError": 1}
+    assert result["messages"] > 0 and result["mismatches"] == 0
+    # The crash broke the barrier: the survivor did not wait out its timeout at the end.
+    assert time.monotonic() - started < runner.BARRIER_SLACK_S
+
+
 def test_json_result_has_the_documented_fields(fast_server):
     code, result, _ = echo_load(*port_args(fast_server.address), "--clients", "3", *SHORT, "--json",
                                 "--server-pid", str(fast_server.pid))
