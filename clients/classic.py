@@ -4,7 +4,7 @@ Kept because it teaches something: it is what most people write first, and
 against the fastest backends it measures its own overhead (a GIL handover and
 a thread wake-up per message) rather than the server's. Compare
 ``echo-load --engine blocking`` with the default engine to see how much.
-It reports exactly like :class:`~clients.engine.EpollWorker`.
+It reports exactly like :class:`~clients.closedloop.ClosedLoopWorker`.
 """
 
 from __future__ import annotations

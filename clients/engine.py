@@ -1,13 +1,14 @@
-"""The hot path: one worker thread multiplexing many connections over epoll.
+"""What both load loops stand on: one worker thread multiplexing many connections over epoll.
 
 A load generator that is slower than the server measures itself, so this is
 laid out the way wrk and tcpkali are, not the way tutorials are: a few threads,
 each running its own event loop over its share of the connections, instead of
-one blocking thread per connection. Per message the loop does one ``recv``, one
-``bytes.startswith`` (a ``memcmp`` against the expected stream at an offset,
-without copying), one ``array.append`` of the latency, and one ``send``;
-everything else (timeouts, phase changes, progress) happens in
-:meth:`EpollWorker.housekeeping`, a few times a second.
+one blocking thread per connection. This base class connects, sends, reads and
+verifies, and keeps time (timeouts, phase changes, progress, a few times a
+second in :meth:`EpollWorker.housekeeping`); the loop that decides *when* a
+message leaves is a subclass: :class:`~clients.closedloop.ClosedLoopWorker`
+(the next message when a reply is back) or
+:class:`~clients.openloop.OpenLoopWorker` (``--rate``, on a schedule).
 """
 
 from __future__ import annotations
@@ -74,13 +75,7 @@ class EpollWorker:
             self.stop_at = self.measure_at + int(self.spec.run_seconds * 1e9)
             self.stop_after = float("inf")
             self.next_tick = now
-            if self.rate:
-                self.open_loop(now)
-            else:
-                for conn in self.conns:
-                    if conn.sock is not None:
-                        self.queue(conn, self.spec.pipeline, now)
-                self.closed_loop()
+            self.drive(now)
             if not self.window:  # stopped before the window opened: an empty one
                 self.window = [clock(), clock()]
         except BaseException:
@@ -156,110 +151,9 @@ class EpollWorker:
         self.epoll.modify(fd, 0)
         return True
 
-    # -- the two loops -------------------------------------------------------------
-
-    def closed_loop(self) -> None:
-        """Each complete reply releases the next message on its connection.
-
-        The common case (one whole reply in one read, verified, the next
-        message accepted whole by the kernel) is written out inline: at 100k+
-        messages/s, a Python method call per step is a measurable share of the
-        client's time. Anything else takes the general path.
-        """
-        poll, by_fd, size, cap = self.epoll.poll, self.by_fd, self.size, self.cap
-        record, general, now_ns, only_in = self.latency.record, self.general_event, clock, EPOLLIN
-        maxevents = len(self.conns) + 1
-        now, next_tick = 0, self.next_tick
-        while self.running:
-            events = poll(TICK_S, maxevents)
-            if not events:
-                now = now_ns()
-            fast = 0
-            for fd, mask in events:
-                conn = by_fd[fd]
-                if mask != only_in or conn.partial or conn.owed or conn.corrupt:
-                    general(conn, mask)
-                    now = now_ns()
-                    continue
-                try:
-                    data = conn.recv(cap)
-                except BlockingIOError:
-                    continue
-                except OSError as exc:
-                    self.fail(conn, error_kind(exc))
-                    continue
-                now = now_ns()
-                if len(data) != size or not conn.expected.startswith(data, conn.rpos):
-                    done = self.absorb(conn, data, now)
-                    if done:
-                        self.queue(conn, done, now)
-                    continue
-                rpos = conn.rpos + size
-                conn.rpos = rpos if rpos < conn.high else rpos - conn.period
-                conn.messages += 1
-                fast += 1
-                sent_at = conn.sent_at
-                record(now - sent_at.popleft())
-                sent_at.append(now)
-                spos = conn.spos
-                try:
-                    sent = conn.send(conn.out[spos:spos + size])
-                except BlockingIOError:
-                    sent = 0
-                except OSError as exc:
-                    self.fail(conn, error_kind(exc))
-                    continue
-                if sent == size:
-                    spos += size
-                    conn.spos = spos if spos < conn.high else spos - conn.period
-                else:
-                    conn.owed = size - sent
-                    self.advance(conn, sent)
-            self.completed += fast
-            # `now` is the latest clock reading: no extra one per batch just to look at the time.
-            if now >= next_tick or self.completed >= self.stop_after:
-                self.housekeeping()
-                next_tick = self.next_tick
-
-    def general_event(self, conn: Connection, mask: int) -> None:
-        if mask & EPOLLOUT:
-            self.flush(conn)
-        if mask != EPOLLOUT and conn.sock is not None:
-            done = self.receive(conn)
-            if done:
-                self.queue(conn, done, self.now)
-
-    def open_loop(self, start: int) -> None:
-        """Messages leave on a fixed schedule, whatever the replies do.
-
-        Each message carries its *intended* send time: if the server stalls,
-        the messages that should have gone out meanwhile are charged the stall
-        (no coordinated omission).
-        """
-        poll, by_fd, receive = self.epoll.poll, self.by_fd, self.receive
-        interval = 1e9 / self.rate
-        sent = 0
-        while self.running:
-            now = clock()
-            due = start + int(sent * interval)
-            if due <= now:
-                live = [conn for conn in self.conns if conn.sock is not None]
-                while due <= now and live:
-                    conn = live[sent % len(live)]
-                    conn.sent_at.append(due)
-                    conn.owed += self.size
-                    self.flush(conn)
-                    sent += 1
-                    due = start + int(sent * interval)
-            wait = min(TICK_S, max(0.0, (due - clock()) / 1e9))
-            for fd, mask in poll(wait):
-                conn = by_fd[fd]
-                if mask & EPOLLOUT:
-                    self.flush(conn)
-                if mask != EPOLLOUT and conn.sock is not None:
-                    receive(conn)
-            if self.completed >= self.stop_after or clock() >= self.next_tick:
-                self.housekeeping()
+    def drive(self, now: int) -> None:
+        """The loop itself, from the end of the connect barrier until ``running`` goes False."""
+        raise NotImplementedError  # ClosedLoopWorker or OpenLoopWorker
 
     # -- per message ---------------------------------------------------------------
 

@@ -18,8 +18,9 @@ import time
 from typing import Callable
 
 from .classic import BlockingWorker
-from .engine import EpollWorker
+from .closedloop import ClosedLoopWorker
 from .opening import Opening
+from .openloop import OpenLoopWorker
 from .payload import PayloadPool
 from .results import encode, merge, new_histogram
 from .sampling import CpuProbe, judge_bottleneck
@@ -59,7 +60,7 @@ def run_process(spec: LoadSpec, index: int, threads: list[int], address: tuple,
     probe = CpuProbe(spec.server_pid if index == 0 else 0)
     timeout = spec.connect_timeout + BARRIER_SLACK_S
     schedule = _Schedule(barrier, timeout)
-    worker_class = BlockingWorker if spec.engine == "blocking" else EpollWorker
+    worker_class = BlockingWorker if spec.engine == "blocking" else OpenLoopWorker if spec.rate else ClosedLoopWorker
     opening = Opening.from_spec(spec)
     workers, start = [], first_client
     shares = split(spec.requests, sum(threads))  # --requests, exactly, over every worker of the run
