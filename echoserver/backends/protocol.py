@@ -72,10 +72,11 @@ class EchoProtocol(asyncio.Protocol):
             self.drain()
 
     def data_received(self, data: bytes) -> None:
-        self.bytes_in += len(data)
+        n = len(data)
+        self.bytes_in += n
         if self.plain:
             self.transport.write(data)
-            self.bytes_out += len(data)
+            self.bytes_out += n
             self.messages += 1
         elif self.lingering:
             pass
@@ -85,7 +86,7 @@ class EchoProtocol(asyncio.Protocol):
             if self.backlog is None:
                 self.backlog = collections.deque()
             self.backlog.append(data)
-            self.backlog_bytes += len(data)
+            self.backlog_bytes += n
             self._update_reading()
             if self.worker is None:
                 self.worker = self.server.loop.create_task(self._paced_replies())
