@@ -48,9 +48,10 @@ class Stats:
 
     def __init__(self) -> None:
         self._totals = empty()  # closed connections, and everything that is not per connection
-        # Counters of the open connections: a set, not a dict by id(), since each entry is
-        # paid for by every idle connection (an int key and a dict slot cost ~60 bytes more).
-        self._live: set = set()
+        # Counters of the open connections, as dict keys (values unused). Every idle connection
+        # pays for its entry: keyed by the object, not by id() (an int more), and a dict, not a
+        # set, whose table grows 4x at a time (~105 bytes an entry at 5,000 against ~30).
+        self._live: dict[ConnectionStats, None] = {}
         self._lock = threading.Lock()  # guards open/close bookkeeping, never the per-message path
 
     def opened(self, conn=None) -> ConnectionStats:
@@ -59,14 +60,13 @@ class Stats:
         conn = ConnectionStats() if conn is None else conn
         with self._lock:
             self._totals["accepted"] += 1
-            self._live.add(conn)
+            self._live[conn] = None
         return conn
 
     def closed_connection(self, conn: ConnectionStats, *, idle: bool = False, error: str | None = None) -> None:
         with self._lock:
-            if conn not in self._live:
+            if self._live.pop(conn, False) is False:
                 return  # already counted
-            self._live.remove(conn)
             totals = self._totals
             totals["closed"] += 1
             totals["idle_closed"] += idle

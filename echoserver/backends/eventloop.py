@@ -31,7 +31,9 @@ class EventLoopBackend(Backend):
 
     def run(self, listeners: list[socket.socket], ready: Callable[[], None], *,
             handle_signals: bool = False) -> None:
-        self.connections: set[EchoProtocol] = set()
+        # A dict used as a set (values unused): at thousands of connections a set's table
+        # costs up to ~105 bytes an entry, a dict's ~30 (see Stats._live).
+        self.connections: dict[EchoProtocol, None] = {}
         loop = self.new_event_loop()
         try:
             loop.run_until_complete(self._main(listeners, ready, handle_signals))

@@ -64,7 +64,7 @@ class EchoProtocol(asyncio.Protocol):
         self.transport = transport
         transport.set_write_buffer_limits(high=self.server.config.write_buffer_limit)
         self.server.stats.opened(self)
-        self.server.connections.add(self)
+        self.server.connections[self] = None
         if self.server.banner:
             transport.write(self.server.banner)
             self.bytes_out += len(self.server.banner)
@@ -117,7 +117,7 @@ class EchoProtocol(asyncio.Protocol):
             log_failure(self.peer, exc, error)
         if self.worker is not None:
             self.worker.cancel()
-        self.server.connections.discard(self)
+        self.server.connections.pop(self, None)
         record_close(self.server.stats, self, self.handler, self.peer, idle=self.idle_closed, error=error)
         self.server.connection_closed()
 
