@@ -26,7 +26,7 @@ COUNTERS = ("accepted", "closed", "idle_closed", "rejected", "bytes_in", "bytes_
 FIELDS = COUNTERS + ("active",) + tuple(f"error_{kind}" for kind in ERROR_KINDS)
 
 
-@dataclass(slots=True, eq=False)  # hashed by identity: it is a member of Stats._live
+@dataclass(slots=True, eq=False)  # hashed by identity: a key of Stats._live
 class ConnectionStats:
     bytes_in: int = 0
     bytes_out: int = 0
@@ -65,8 +65,9 @@ class Stats:
 
     def closed_connection(self, conn: ConnectionStats, *, idle: bool = False, error: str | None = None) -> None:
         with self._lock:
-            if self._live.pop(conn, False) is False:
+            if conn not in self._live:
                 return  # already counted
+            del self._live[conn]
             totals = self._totals
             totals["closed"] += 1
             totals["idle_closed"] += idle
