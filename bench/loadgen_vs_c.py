@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.cclient import CLIENT_BINARY, build_client  # noqa: E402
-from echoserver.process import ServerProcess  # noqa: E402
+from echoserver.spawn import ServerProcess  # noqa: E402
 
 
 def pinned(core: int):
@@ -42,7 +42,7 @@ def run_c(address: tuple, args, core: int) -> dict:
 
 
 def run_echo_load(address: tuple, args, core: int, server_pid: int, *extra: str) -> dict:
-    command = [sys.executable, "-m", "clients.load", "--host", address[0], "--port", str(address[1]),
+    command = [sys.executable, "-m", "echoclients.load.cli", "--host", address[0], "--port", str(address[1]),
                "--clients", str(args.clients), "--size", str(args.size), "--warmup", str(args.warmup),
                "--duration", str(args.duration), "--server-pid", str(server_pid), "--json", "--quiet", *extra]
     out = subprocess.run(command, capture_output=True, text=True, preexec_fn=pinned(core), cwd=ROOT)

@@ -41,7 +41,7 @@ import psutil
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH.parent))
 from bench.cclient import CLIENT_BINARY, build_client  # noqa: E402
-from echoserver.process import ServerProcess  # noqa: E402
+from echoserver.spawn import ServerProcess  # noqa: E402
 
 RESULTS = BENCH / "results"
 BACKENDS = ("thread", "threadpool", "fork", "gevent", "asyncio", "uvloop")

@@ -1,4 +1,6 @@
-"""The clients: ``echo-load`` (load generator), ``echo-bench`` (every backend side by side), ``echo-client``.
+"""The clients of echoserver, installed as ``echoclients`` (the repository folder is ``clients/``).
 
-``clients.probe`` (``echo-probe``, the health check) lives here too.
+- :mod:`echoclients.load`: ``echo-load``, the load generator;
+- :mod:`echoclients.bench`: ``echo-bench``, every backend side by side;
+- :mod:`echoclients.interactive`: ``echo-client`` and ``echo-probe`` (the health check).
 """

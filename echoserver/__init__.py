@@ -18,19 +18,19 @@ _EXPORTS = {
     "serve": "echoserver.server",
     "running_server": "echoserver.server",
     "RunningServer": "echoserver.server",
-    "Stats": "echoserver.stats",
-    "make_handler": "echoserver.handlers",
+    "Stats": "echoserver.observability.stats",
+    "make_handler": "echoserver.sansio.handlers",
     "REGISTRY": "echoserver.backends",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]
 
 if TYPE_CHECKING:
-    from .backends import REGISTRY
-    from .config import ConfigError, ServerConfig
-    from .handlers import make_handler
-    from .server import RunningServer, running_server, serve
-    from .stats import Stats
+    from echoserver.backends import REGISTRY
+    from echoserver.config import ConfigError, ServerConfig
+    from echoserver.sansio.handlers import make_handler
+    from echoserver.server import RunningServer, running_server, serve
+    from echoserver.observability.stats import Stats
 
 
 def __getattr__(name: str) -> object:

@@ -9,38 +9,18 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import re
 import sys
 import threading
 from typing import Callable, Iterator
 
-from . import backends
-from .config import ServerConfig
-from .listener import bind_listeners, format_address, remove_files, unix_paths
-from .reporting import reporting
-from .stats import empty
+from echoserver import backends
+from echoserver.config import ServerConfig
+from echoserver.net.listener import bind_listeners, remove_files, unix_paths
+from echoserver.observability.ready import ready_line
+from echoserver.observability.reporting import reporting
+from echoserver.observability.stats import empty
 
 log = logging.getLogger("echoserver")
-
-
-def ready_line(address: tuple, backend: str) -> str:
-    """The one line a supervisor, a test or a person waits for on stderr."""
-    return f"listening on {format_address(address)} backend={backend}"
-
-
-_READY = re.compile(r"listening on (?:unix:(?P<path>\S+)|\[?(?P<host>[^\]\s]+?)\]?:(?P<port>\d+)) "
-                    r"backend=(?P<backend>\S+)")
-
-
-def parse_ready_line(line: str) -> tuple[str, int, str] | None:
-    """``(host, port, backend)`` from a ready line (``("unix:PATH", 0, backend)`` for a Unix
-    socket), or ``None`` if ``line`` is not one."""
-    match = _READY.search(line)
-    if not match:
-        return None
-    if match["path"]:
-        return (f"unix:{match['path']}", 0, match["backend"])
-    return (match["host"], int(match["port"]), match["backend"])
 
 
 def serve(config: ServerConfig, *, on_ready: Callable[[tuple], None] | None = None) -> dict:
@@ -50,12 +30,12 @@ def serve(config: ServerConfig, *, on_ready: Callable[[tuple], None] | None = No
     when the backend is unavailable or the address cannot be bound.
 
     With ``config.workers > 1`` this process becomes the supervisor of that many
-    worker processes (:mod:`echoserver.supervisor`); the counters stay in the
+    worker processes (:mod:`echoserver.workers.supervisor`); the counters stay in the
     workers, so the returned ones are empty, and ``SystemExit(1)`` is raised if
     a worker did not drain cleanly.
     """
     if config.workers > 1:
-        from .supervisor import supervise
+        from echoserver.workers.supervisor import supervise
 
         status = supervise(config)
         if status:
@@ -108,7 +88,7 @@ class RunningServer:
         return self.address[1]
 
     def snapshot(self) -> dict:
-        """Counters so far, every process of the server included (see :mod:`echoserver.stats`)."""
+        """Counters so far, every process of the server included (see :mod:`echoserver.observability.stats`)."""
         return self.backend.snapshot()
 
     def start(self, timeout: float = 10.0) -> "RunningServer":

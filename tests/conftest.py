@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from echoserver.backends import REGISTRY
-from echoserver.process import ServerProcess
+from echoserver.spawn import ServerProcess
 
 BACKENDS = list(REGISTRY)
 

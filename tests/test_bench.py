@@ -10,14 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from clients.bench import Run, parse_run, parse_target
+from echoclients.bench.cli import Run, parse_run, parse_target
 
 ROOT = Path(__file__).resolve().parent.parent
 QUICK = ("--duration", "0.5", "--warmup", "0.1", "--clients", "4")
 
 
 def echo_bench(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "clients.bench", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "echoclients.bench.cli", *args], capture_output=True, text=True,
                           timeout=120, cwd=ROOT)
 
 

@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from echoserver.process import ServerProcess
+from echoserver.spawn import ServerProcess
 from support import connect, recv_exactly
 
 

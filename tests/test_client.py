@@ -11,7 +11,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def echo_client(*args: str, stdin: str = "") -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "clients.interactive", *args], input=stdin,
+    return subprocess.run([sys.executable, "-m", "echoclients.interactive.client", *args], input=stdin,
                           capture_output=True, text=True, timeout=30, cwd=ROOT)
 
 

@@ -9,7 +9,7 @@ import ssl
 import pytest
 import trustme
 
-from echoserver.proxy_protocol import encode_v1, encode_v2
+from echoserver.sansio.proxy_protocol import encode_v1, encode_v2
 from support import connect, recv_exactly, recv_until_eof
 from test_echo import round_trip_time
 from test_models import wait_for

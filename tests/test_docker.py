@@ -37,7 +37,7 @@ from pathlib import Path
 
 import pytest
 
-from clients import probe
+from echoclients.interactive import probe
 from support import connect, recv_exactly
 
 REPO = Path(__file__).resolve().parent.parent
@@ -193,7 +193,7 @@ def test_probe_nonce_survives_every_handler_mode():
 
 
 def test_probe_starts_without_importing_click():
-    code = "import sys, clients.probe; sys.exit('click' in sys.modules)"
+    code = "import sys, echoclients.interactive.probe; sys.exit('click' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], cwd=REPO).returncode == 0
 
 
@@ -416,7 +416,7 @@ def test_backend_echoes_through_its_published_port(backends_up, backend):
 
 
 def _echo_load() -> str | None:
-    if importlib.util.find_spec("clients.load") is None:
+    if importlib.util.find_spec("echoclients.load.cli") is None:
         return None
     return shutil.which("echo-load", path=tool_env()["PATH"])
 

@@ -189,8 +189,8 @@ def test_loops_entered_once_per_process_end_in_an_unconditional_jump_back() -> N
     """
     import dis
 
-    from clients.classic import BlockingWorker
-    from echoserver.backends.connection import BlockingConnection
+    from echoclients.load.classic import BlockingWorker
+    from echoserver.backends.stream import BlockingConnection
 
     for function in (BlockingConnection._echo, BlockingWorker.loop):
         backward = [i.opname for i in dis.get_instructions(function) if "BACKWARD" in i.opname]

@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from echoserver.config import ConfigError, ServerConfig
-from echoserver.handlers import EchoHandler, LineHandler, UpperHandler, make_handler
+from echoserver.sansio.handlers import EchoHandler, LineHandler, UpperHandler, make_handler
 
 
 def feed_all(handler, chunks) -> tuple[bytes, int]:

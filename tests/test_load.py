@@ -21,7 +21,7 @@ REQUIRED = {"backend", "clients", "processes", "size", "duration_s", "messages",
 
 def echo_load(*args: str, timeout: float = 60) -> tuple[int, dict | None, str]:
     """Run the real CLI; (exit code, parsed --json result or None, stderr)."""
-    proc = subprocess.run([sys.executable, "-m", "clients.load", *args], capture_output=True, text=True,
+    proc = subprocess.run([sys.executable, "-m", "echoclients.load.cli", *args], capture_output=True, text=True,
                           timeout=timeout, cwd=ROOT)
     result = json.loads(proc.stdout) if "--json" in args and proc.stdout.strip() else None
     return proc.returncode, result, proc.stderr
@@ -141,7 +141,7 @@ def test_ascii_payload_is_whole_lines_for_the_line_handler(start_server):
 
 @pytest.fixture(scope="module")
 def fast_server():
-    from echoserver.process import ServerProcess
+    from echoserver.spawn import ServerProcess
 
     with ServerProcess("--backend", "asyncio", "--log-level", "warning") as server:
         yield server
@@ -187,9 +187,9 @@ def test_no_client_hangs_up_before_every_window_has_closed(start_server):
 def test_a_worker_that_crashes_does_not_hold_up_the_others(fast_server, monkeypatch):
     import time
 
-    from clients import runner
-    from clients.engine import EpollWorker
-    from clients.spec import LoadSpec
+    from echoclients.load import runner
+    from echoclients.load.engine import EpollWorker
+    from echoclients.load.spec import LoadSpec
 
     connect_all = EpollWorker.connect_all
 
@@ -230,7 +230,7 @@ def test_human_output_and_no_progress_line_off_a_terminal(fast_server):
 
 
 def test_merge_adds_histograms_not_percentiles(fast_server, tmp_path):
-    from clients.results import decode
+    from echoclients.load.results import decode
 
     parts = []
     for name in ("a", "b"):
@@ -238,7 +238,7 @@ def test_merge_adds_histograms_not_percentiles(fast_server, tmp_path):
         assert code == 0
         (tmp_path / f"{name}.json").write_text(json.dumps(result))
         parts.append(result)
-    proc = subprocess.run([sys.executable, "-m", "clients.load", "merge", str(tmp_path / "a.json"),
+    proc = subprocess.run([sys.executable, "-m", "echoclients.load.cli", "merge", str(tmp_path / "a.json"),
                            str(tmp_path / "b.json"), "--json"], capture_output=True, text=True, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr
     merged = json.loads(proc.stdout)

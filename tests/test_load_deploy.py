@@ -123,8 +123,8 @@ def test_a_reply_cut_in_the_middle_is_a_short_read(start_server):
 
 
 def test_echo_bench_passes_tls_on_as_flags():
-    from clients.bench import _load_args
-    from clients.spec import LoadSpec
+    from echoclients.bench.cli import _load_args
+    from echoclients.load.spec import LoadSpec
 
     args = _load_args(LoadSpec(tls=True, tls_insecure=True, send_proxy="v1"))
     assert "--tls" in args and "--tls-insecure" in args and "True" not in args

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from echoserver.proxy_protocol import (
+from echoserver.sansio.proxy_protocol import (
     V2_SIGNATURE,
     ProxyHeaderReader,
     ProxyProtocolError,

@@ -16,11 +16,11 @@ from pathlib import Path
 import psutil
 import pytest
 
-from echoserver._cpus import available_cpus, cgroup_cpu_limit
+from echoserver.processes.cpus import available_cpus, cgroup_cpu_limit
 from echoserver.backends.base import Backend
 from echoserver.config import ServerConfig
-from echoserver.listener import bind_listener
-from echoserver.supervisor import Supervisor
+from echoserver.net.listener import bind_listener
+from echoserver.workers.supervisor import Supervisor
 from support import connect, recv_exactly, recv_until_eof
 from test_models import echo_once, wait_for
 

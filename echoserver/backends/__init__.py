@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from .base import Backend
+    from echoserver.backends.base import Backend
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 
-from .eventloop import EventLoopBackend
+from echoserver.backends.eventloop import EventLoopBackend
 
 
 class AsyncioBackend(EventLoopBackend):

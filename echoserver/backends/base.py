@@ -15,9 +15,9 @@ import threading
 from abc import ABC, abstractmethod
 from typing import Callable, ClassVar
 
-from ..config import ServerConfig
-from ..stats import Stats
-from ..tls import server_context
+from echoserver.config import ServerConfig
+from echoserver.observability.stats import Stats
+from echoserver.net.tls import server_context
 
 log = logging.getLogger("echoserver")
 
@@ -73,7 +73,7 @@ class Backend(ABC):
         return None
 
     def snapshot(self) -> dict:
-        """The counters of everything this backend serves (see :mod:`echoserver.stats`)."""
+        """The counters of everything this backend serves (see :mod:`echoserver.observability.stats`)."""
         return self.stats.snapshot()
 
     @abstractmethod

@@ -19,10 +19,10 @@ import time
 from abc import abstractmethod
 from typing import Callable
 
-from ..config import ServerConfig
-from ..stats import Stats
-from .base import Backend
-from .connection import BlockingConnection
+from echoserver.config import ServerConfig
+from echoserver.observability.stats import Stats
+from echoserver.backends.base import Backend
+from echoserver.backends.stream import BlockingConnection
 
 log = logging.getLogger("echoserver")
 

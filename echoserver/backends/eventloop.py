@@ -11,9 +11,9 @@ import logging
 import socket
 from typing import Callable
 
-from ..tls import HANDSHAKE_TIMEOUT
-from .base import SHUTDOWN_SIGNALS, Backend
-from .protocol import EchoProtocol
+from echoserver.net.tls import HANDSHAKE_TIMEOUT
+from echoserver.backends.base import SHUTDOWN_SIGNALS, Backend
+from echoserver.backends.protocol import EchoProtocol
 
 log = logging.getLogger("echoserver.connection")
 

@@ -14,10 +14,10 @@ import os
 import signal
 import time
 
-from .._process_utils import die_with_parent
-from ..stats import SlotTable, Stats, add
-from .blocking import BlockingBackend
-from .connection import BlockingConnection
+from echoserver.processes.children import die_with_parent
+from echoserver.observability.stats import SlotTable, Stats, add
+from echoserver.backends.blocking import BlockingBackend
+from echoserver.backends.stream import BlockingConnection
 
 log = logging.getLogger("echoserver")
 

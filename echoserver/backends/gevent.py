@@ -18,9 +18,9 @@ import gevent.pool
 import gevent.select
 import gevent.socket
 
-from .base import SHUTDOWN_SIGNALS
-from .blocking import BlockingBackend
-from .connection import BlockingConnection
+from echoserver.backends.base import SHUTDOWN_SIGNALS
+from echoserver.backends.blocking import BlockingBackend
+from echoserver.backends.stream import BlockingConnection
 
 
 class GeventBackend(BlockingBackend):

@@ -21,12 +21,12 @@ import logging
 import socket
 from typing import TYPE_CHECKING
 
-from ..faults import Pacing
-from ..handlers import PLAIN_ECHO, make_handler
-from .connection import LINGER_SECONDS, error_kind, log_failure, record_close, reset_connection, shutdown_socket
+from echoserver.sansio.faults import Pacing
+from echoserver.sansio.handlers import PLAIN_ECHO, make_handler
+from echoserver.backends.stream import LINGER_SECONDS, error_kind, log_failure, record_close, reset_connection, shutdown_socket
 
 if TYPE_CHECKING:
-    from .eventloop import EventLoopBackend
+    from echoserver.backends.eventloop import EventLoopBackend
 
 log = logging.getLogger("echoserver.connection")
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 import itertools
 import threading
 
-from .blocking import BlockingBackend
-from .connection import BlockingConnection
+from echoserver.backends.blocking import BlockingBackend
+from echoserver.backends.stream import BlockingConnection
 
 
 class ThreadPerConnectionBackend(BlockingBackend):

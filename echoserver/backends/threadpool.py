@@ -12,8 +12,8 @@ import socket
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable
 
-from .blocking import BlockingBackend
-from .connection import BlockingConnection
+from echoserver.backends.blocking import BlockingBackend
+from echoserver.backends.stream import BlockingConnection
 
 
 class ThreadPoolBackend(BlockingBackend):

@@ -10,7 +10,7 @@ import asyncio
 
 import uvloop
 
-from .eventloop import EventLoopBackend
+from echoserver.backends.eventloop import EventLoopBackend
 
 
 class UvloopBackend(EventLoopBackend):

@@ -1,0 +1,1 @@
+"""``echo-bench``: every backend under the same load, side by side, with tables and charts."""

@@ -1,0 +1,184 @@
+"""echo-bench: every backend under the same load, side by side.
+
+\b
+  echo-bench                                   # every installed backend, scenario echo
+  echo-bench --scenario io --backend thread --backend gevent --out results/
+  echo-bench --run "uvloop-1=uvloop" --run "uvloop-2=uvloop --workers 2"
+  echo-bench --target thread=thread:8080 --target gevent=gevent:8080 --out /results
+
+Each run starts a fresh echoserver (--port 0), waits for its ready
+line, runs echo-load against it with identical settings, and stops it;
+--target NAME=HOST:PORT measures a server that is already running instead.
+Writes results.md, results.csv, results.json and results.png into --out.
+Exit status: 0 when every run was clean, 1 when any run saw errors or
+mismatches or its server did not start, 2 for a usage error.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import click
+
+from echoserver.backends import REGISTRY
+from echoserver.cli.usage import run_click
+
+from echoclients.bench.output import write_outputs
+from echoclients.load.runner import raise_fd_limit
+from echoclients.bench.scenarios import SCENARIOS
+from echoclients.load.spec import LoadSpec, SpecError
+
+CONTEXT = {"help_option_names": ["-h", "--help"], "show_default": True, "max_content_width": 100}
+
+
+@dataclass(frozen=True)
+class Run:
+    """One column of the comparison: a backend started with extra flags, or a running server."""
+
+    label: str
+    backend: str
+    server_args: tuple[str, ...] = ()
+    target: tuple[str, int] | None = None  # (host, port) of a server already running
+
+
+def parse_run(text: str) -> Run:
+    """``LABEL=BACKEND [server flags...]``, e.g. ``"uvloop-2=uvloop --workers 2"``."""
+    label, sep, rest = text.partition("=")
+    words = shlex.split(rest)
+    if not sep or not label or not words:
+        raise click.BadParameter(f"{text!r}: expected LABEL=BACKEND [server flags]")
+    return Run(label, words[0], tuple(words[1:]))
+
+
+def parse_target(text: str) -> Run:
+    """``NAME=HOST:PORT`` (``NAME=[::1]:PORT`` for IPv6)."""
+    label, sep, address = text.partition("=")
+    host, colon, port = address.rpartition(":")
+    if not sep or not label or not colon or not port.isdigit():
+        raise click.BadParameter(f"{text!r}: expected NAME=HOST:PORT")
+    return Run(label, label, target=(host.strip("[]"), int(port)))
+
+
+def measure(run: Run, spec: LoadSpec, scenario_args: tuple[str, ...], on_line=print) -> dict:
+    """One run: start its server if needed, load it, stop it; the echo-load result plus the run's facts."""
+    from echoserver.spawn import ServerProcess
+
+    if run.target:
+        return _load(run, spec.replace(host=run.target[0], port=run.target[1]), on_line)
+    args = ("--backend", run.backend, "--log-level", "warning", *scenario_args, *run.server_args)
+    try:
+        server = ServerProcess(*args).start()
+    except RuntimeError as exc:
+        on_line(f"echo-bench: {run.label}: server did not start: {str(exc).splitlines()[0]}")
+        return {"label": run.label, "backend": run.backend, "failed": "server did not start"}
+    try:
+        result = _load(run, spec.replace(host=server.host, port=server.port, server_pid=server.pid), on_line)
+    finally:
+        code = server.stop()
+    result["server_exit"] = code
+    result["server_args"] = list(args[4:])
+    return result
+
+
+def _load(run: Run, spec: LoadSpec, on_line) -> dict:
+    args = _load_args(spec.replace(backend=run.backend))
+    proc = subprocess.run([sys.executable, "-m", "echoclients.load.cli", *args, "--json", "--quiet"],
+                          capture_output=True, text=True, timeout=_time_limit(spec))
+    try:
+        result = json.loads(proc.stdout)
+    except ValueError:
+        on_line(f"echo-bench: {run.label}: echo-load failed: {proc.stderr.strip()[:200]}")
+        return {"label": run.label, "backend": run.backend, "failed": "echo-load failed"}
+    for line in proc.stderr.splitlines():
+        on_line(f"{run.label}: {line}")
+    result["label"] = run.label
+    return result
+
+
+def _load_args(spec: LoadSpec) -> list[str]:
+    """The echo-load command line equivalent to ``spec`` (so the run can be repeated by hand)."""
+    args = []
+    for name, value in vars(spec).items():
+        if value in (None, "", 0, 0.0, False) and name != "port":
+            continue
+        flag = f"--{name.replace('_', '-')}"
+        args += [flag] if value is True else [flag, str(value)]
+    return args
+
+
+def _time_limit(spec: LoadSpec) -> float:
+    return spec.connect_timeout + spec.warmup_seconds + spec.run_seconds + spec.timeout + 60
+
+
+@click.command(context_settings=CONTEXT, help=__doc__)
+@click.option("--scenario", type=click.Choice(list(SCENARIOS)), default="echo",
+              help="What load, and which server flags: " + "; ".join(f"{s.name}: {s.teaches}"
+                                                                   for s in SCENARIOS.values()))
+@click.option("-b", "--backend", "backends", multiple=True, metavar="NAME",
+              help="Start and measure this backend (repeatable)  [default: every installed one]")
+@click.option("--run", "runs", multiple=True, metavar="'LABEL=BACKEND [FLAGS]'",
+              help="A run with its own server flags, e.g. 'uvloop-2=uvloop --workers 2' (repeatable).")
+@click.option("--target", "targets", multiple=True, metavar="NAME=HOST:PORT",
+              help="Measure a server that is already running instead of starting one (repeatable).")
+@click.option("--server-args", default="", help="Extra flags for every server echo-bench starts.")
+@click.option("-c", "--clients", type=int, default=None, help="[default: the scenario's]")
+@click.option("-d", "--duration", type=float, default=5.0, help="Seconds measured per run.")
+@click.option("--warmup", type=float, default=1.0)
+@click.option("-s", "--size", type=int, default=None, help="Bytes per message  [default: the scenario's]")
+@click.option("-t", "--threads", type=int, default=0, help="echo-load worker threads (0: one per CPU).")
+@click.option("--processes", type=int, default=1, help="echo-load processes.")
+@click.option("--pipeline", type=int, default=1)
+@click.option("--rate", type=float, default=None, help="Open loop, msg/s  [default: the scenario's, else closed]")
+@click.option("--tls", is_flag=True,
+              help="echo-load speaks TLS without verifying (--tls-insecure); give the servers "
+                   "--server-args '--tls-cert FILE --tls-key FILE'.")
+@click.option("-o", "--out", type=click.Path(file_okay=False, path_type=Path), default=Path("results"),
+              help="Folder for results.md, .csv, .json and .png.")
+@click.option("--no-chart", is_flag=True, help="Skip the PNG chart.")
+def command(scenario: str, backends: tuple, runs: tuple, targets: tuple, server_args: str, out: Path,
+            no_chart: bool, tls: bool, **load: object) -> int:
+    chosen = SCENARIOS[scenario]
+    plan = _plan(backends, runs, targets, tuple(shlex.split(server_args)))
+    overrides = {name: value for name, value in load.items() if value is not None}
+    if tls:
+        overrides.update(tls=True, tls_insecure=True)
+    try:
+        spec = LoadSpec(**{**chosen.load, **overrides})
+    except SpecError as exc:
+        raise click.UsageError(str(exc)) from None
+    raise_fd_limit(spec.clients * 2 + 256)  # the servers inherit it
+    click.echo(f"echo-bench: scenario {scenario} ({chosen.teaches}); {len(plan)} runs", err=True)
+    results = []
+    for run in plan:
+        click.echo(f"echo-bench: {run.label} ...", err=True)
+        results.append(measure(run, spec, chosen.server_args, on_line=lambda line: click.echo(line, err=True)))
+    table = write_outputs(results, out, scenario=chosen, spec=spec, command=_command_line(), chart=not no_chart)
+    click.echo(table)
+    return 0 if all(result.get("ok") for result in results) else 1
+
+
+def _plan(backends: tuple, runs: tuple, targets: tuple, server_args: tuple) -> list[Run]:
+    plan = [parse_target(text) for text in targets] + [parse_run(text) for text in runs]
+    names = backends or (() if plan else tuple(name for name, spec in REGISTRY.items() if spec.available))
+    for name in names:
+        if name not in REGISTRY:
+            raise click.UsageError(f"unknown backend {name!r}; choose from {', '.join(REGISTRY)}")
+        plan.append(Run(name, name))
+    return [Run(r.label, r.backend, r.server_args + (() if r.target else server_args), r.target) for r in plan]
+
+
+def _command_line() -> str:
+    return " ".join(["echo-bench", *map(shlex.quote, sys.argv[1:])])
+
+
+def main(argv: list[str] | None = None) -> None:
+    sys.exit(run_click(command, argv, "echo-bench"))
+
+
+if __name__ == "__main__":
+    main()

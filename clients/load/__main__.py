@@ -1,0 +1,3 @@
+from echoclients.load.cli import main
+
+main()

@@ -1,0 +1,293 @@
+"""What both load loops stand on: one worker thread multiplexing many connections over epoll.
+
+A load generator that is slower than the server measures itself, so this is
+laid out the way wrk and tcpkali are, not the way tutorials are: a few threads,
+each running its own event loop over its share of the connections, instead of
+one blocking thread per connection. This base class connects, sends, reads and
+verifies, and keeps time (timeouts, phase changes, progress, a few times a
+second in :meth:`EpollWorker.housekeeping`); the loop that decides *when* a
+message leaves is a subclass: :class:`~echoclients.load.closedloop.ClosedLoopWorker`
+(the next message when a reply is back) or
+:class:`~echoclients.load.openloop.OpenLoopWorker` (``--rate``, on a schedule).
+"""
+
+from __future__ import annotations
+
+import errno
+import select
+import socket
+from collections import Counter
+
+from echoclients.load.connection import Connection, clock, error_kind
+from echoclients.load.opening import CONNECTED, tls_calls
+from echoclients.load.payload import Stream
+from echoclients.load.results import LatencyRecorder
+
+EPOLLIN, EPOLLOUT = select.EPOLLIN, select.EPOLLOUT
+TICK_S = 0.02  # housekeeping period, and the longest a poll blocks
+
+
+class EpollWorker:
+    """Drives its connections from connect to close inside one thread.
+
+    ``schedule`` is shared by every worker of the run: a barrier passed once
+    all have connected, then the same warmup and window lengths for all, and
+    passed again before anyone hangs up.
+    """
+
+    def __init__(self, spec, streams: list[tuple[int, Stream]], address: tuple, schedule,
+                 progress=None, slot: int = 0, requests: int = 0, rate: float = 0.0, probe=None,
+                 opening=None) -> None:
+        self.spec = spec
+        self.opening = opening  # an Opening, or None: ready as soon as TCP is
+        self.size = spec.size
+        self.family, self.sockaddr = address
+        self.conns = [Connection(index, stream) for index, stream in streams]
+        self.by_fd: dict[int, Connection] = {}
+        self.epoll = select.epoll()
+        self.schedule = schedule
+        self.progress, self.slot = progress, slot
+        self.requests, self.rate = requests, rate
+        self.probe = probe  # called at the window's start and end (the first worker samples CPU)
+        self.latency = LatencyRecorder()
+        self.connect_latency = LatencyRecorder()
+        self.errors: Counter = Counter()
+        self.mismatches = 0
+        self.completed = 0
+        self.window: list[int] = []  # [start_ns, end_ns]
+        self.baseline: list[int] = []
+        self.baseline_total = 0
+        self.now = 0
+        self.timeout_ns = int(spec.timeout * 1e9)
+        period = streams[0][1].period if streams else spec.size
+        # A closed loop never has more than --pipeline replies owed; an open one may.
+        self.cap = period if rate else min(spec.pipeline * spec.size, period)
+        self.running = True
+
+    # -- lifetime ----------------------------------------------------------------
+
+    def run(self) -> None:
+        try:
+            self.connect_all()
+            self.schedule.wait()
+            now = clock()
+            self.measure_at = now + int(self.spec.warmup_seconds * 1e9)
+            self.stop_at = self.measure_at + int(self.spec.run_seconds * 1e9)
+            self.stop_after = float("inf")
+            self.next_tick = now
+            self.drive(now)
+            if not self.window:  # stopped before the window opened: an empty one
+                self.window = [clock(), clock()]
+        except BaseException:
+            self.schedule.abort()
+            raise
+        finally:
+            self.schedule.wait()  # every window closed before any connection does
+            for conn in self.conns:
+                if conn.sock is not None:
+                    conn.sock.close()
+            self.epoll.close()
+            self.latency.fold()
+            self.connect_latency.fold()
+
+    def connect_all(self) -> None:
+        """Non-blocking connects for all, then wait (up to --connect-timeout) until each is ready.
+
+        Ready means connected and, with an :class:`~echoclients.load.opening.Opening`,
+        through its TLS handshake, PROXY header and banner too.
+        """
+        pending: set[int] = set()
+        for conn in self.conns:
+            code = conn.open(self.family, self.sockaddr)
+            if code not in (0, errno.EINPROGRESS):
+                self.fail(conn, error_kind(code))
+                continue
+            fd = conn.sock.fileno()
+            self.by_fd[fd] = conn
+            self.epoll.register(fd, EPOLLOUT)
+            pending.add(fd)
+        deadline = clock() + int(self.spec.connect_timeout * 1e9)
+        while pending and clock() < deadline:
+            for fd, _ in self.epoll.poll(TICK_S):
+                if fd not in pending:  # ready already; what it hears now waits for the first message
+                    continue
+                conn = self.by_fd[fd]
+                if conn.opening is None:
+                    code = conn.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+                    if code:
+                        pending.discard(fd)
+                        self.fail(conn, error_kind(code))
+                        continue
+                    if self.opening is None:
+                        pending.discard(fd)
+                        self.connect_latency.record(clock() - conn.connect_started)
+                        self.epoll.modify(fd, EPOLLIN)  # nothing arrives before the first message
+                        continue
+                    conn.opening = self.opening.steps(conn)
+                if self.take_steps(conn, fd):
+                    pending.discard(fd)
+        for fd in pending:
+            self.fail(self.by_fd[fd], "timeout")
+        if self.opening is not None:
+            for fd in self.by_fd:
+                self.epoll.modify(fd, EPOLLIN)
+
+    def take_steps(self, conn: Connection, fd: int) -> bool:
+        """Advance ``conn`` through its opening until it must wait; True once it is done (or failed)."""
+        try:
+            for wait in conn.opening:
+                if wait == CONNECTED:
+                    self.connect_latency.record(clock() - conn.connect_started)
+                else:
+                    self.epoll.modify(fd, wait)
+                    return False
+        except OSError as exc:
+            self.fail(conn, error_kind(exc))
+            return True
+        conn.opening = None
+        if self.spec.tls:
+            conn.recv, conn.send = tls_calls(conn.sock)
+        # Quiet until every connection is ready (a TLS 1.3 session ticket would wake it in vain).
+        self.epoll.modify(fd, 0)
+        return True
+
+    def drive(self, now: int) -> None:
+        """The loop itself, from the end of the connect barrier until ``running`` goes False."""
+        raise NotImplementedError  # ClosedLoopWorker or OpenLoopWorker
+
+    # -- per message ---------------------------------------------------------------
+
+    def receive(self, conn: Connection) -> int:
+        """Read what is there, verify every byte, record latencies; the replies completed."""
+        try:
+            data = conn.recv(self.cap)
+        except BlockingIOError:
+            return 0
+        except OSError as exc:
+            self.fail(conn, error_kind(exc))
+            return 0
+        self.now = clock()
+        return self.absorb(conn, data, self.now)
+
+    def absorb(self, conn: Connection, data: bytes, now: int) -> int:
+        n = len(data)
+        if not n:  # the server closed: between replies, or in the middle of one
+            self.fail(conn, "short_read" if conn.partial else "closed_by_server")
+            return 0
+        if not conn.expected.startswith(data, conn.rpos):
+            self.mismatches += conn.bad_messages(data, self.size)
+        elif conn.corrupt and conn.partial + n >= self.size:
+            self.mismatches += 1  # an earlier read spoiled the message this one completes
+            conn.corrupt = False
+        rpos = conn.rpos + n
+        conn.rpos = rpos if rpos < conn.high else rpos - conn.period
+        partial = conn.partial + n
+        size = self.size
+        if partial < size:
+            conn.partial = partial
+            return 0
+        done, conn.partial = divmod(partial, size)
+        conn.messages += done
+        self.completed += done
+        record, sent_at = self.latency.record, conn.sent_at
+        for _ in range(done):
+            record(now - sent_at.popleft())
+        return done
+
+    def queue(self, conn: Connection, messages: int, now: int) -> None:
+        conn.sent_at.extend([now] * messages) if messages > 1 else conn.sent_at.append(now)
+        conn.owed += messages * self.size
+        self.flush(conn)
+
+    def flush(self, conn: Connection) -> None:
+        """Hand the kernel as much of what is owed as it takes; wait for EPOLLOUT for the rest."""
+        spos = conn.spos
+        try:
+            sent = conn.send(conn.out[spos:spos + min(conn.owed, conn.period)])
+        except BlockingIOError:
+            sent = 0
+        except OSError as exc:
+            self.fail(conn, error_kind(exc))
+            return
+        conn.owed -= sent
+        self.advance(conn, sent)
+
+    def advance(self, conn: Connection, sent: int) -> None:
+        """Move the send position on; watch for EPOLLOUT exactly while something is owed."""
+        spos = conn.spos + sent
+        conn.spos = spos if spos < conn.high else spos - conn.period
+        if bool(conn.owed) != conn.writing:
+            conn.writing = bool(conn.owed)
+            self.epoll.modify(conn.sock.fileno(), EPOLLIN | EPOLLOUT if conn.writing else EPOLLIN)
+
+    def fail(self, conn: Connection, kind: str) -> None:
+        """Count the failure and drop the connection; the others carry on."""
+        self.errors[kind] += 1
+        if conn.sock is None:
+            return
+        fd = conn.sock.fileno()
+        if self.by_fd.pop(fd, None) is not None:
+            self.epoll.unregister(fd)
+        conn.sock.close()
+        conn.sock = None
+
+    # -- a few times a second ------------------------------------------------------
+
+    def housekeeping(self) -> None:
+        now = clock()
+        self.next_tick = now + int(TICK_S * 1e9)
+        if not self.window and now >= self.measure_at:
+            self.open_window(now)
+        if self.window and (now >= self.stop_at or self.completed >= self.stop_after):
+            self.close_window(now)
+        stale = now - self.timeout_ns
+        for conn in self.conns:
+            if conn.sock is not None and conn.sent_at and conn.sent_at[0] < stale:
+                self.fail(conn, "timeout")
+        if self.spec.tls:
+            self.read_tls_buffers()
+        if not self.by_fd:
+            self.running = False
+            if self.window and len(self.window) == 1:
+                self.close_window(now)
+        self.latency.maybe_fold()
+        if self.progress is not None:
+            self.progress[self.slot] = self.completed - (self.baseline_total if self.window else 0)
+
+    def read_tls_buffers(self) -> None:
+        """Replies decrypted but left in the TLS layer by a read that reached its cap raise no epoll event.
+
+        Only an open loop can be owed more than one read's cap, so this is a
+        safety net, not a path replies normally take.
+        """
+        for conn in self.conns:
+            if conn.sock is not None and conn.opening is None and conn.sock.pending():
+                done = self.receive(conn)
+                if done and not self.rate:
+                    self.queue(conn, done, self.now)
+
+    def open_window(self, now: int) -> None:
+        """Warmup is over: forget what was recorded so far and start counting."""
+        self.latency.clear()
+        self.baseline = [conn.messages for conn in self.conns]
+        self.baseline_total = self.completed
+        if self.spec.requests:  # a worker whose share is 0 stops at once
+            self.stop_after = self.completed + self.requests
+        self.window = [now]
+        if self.probe:
+            self.probe("start")
+
+    def close_window(self, now: int) -> None:
+        if len(self.window) == 1:
+            self.window.append(now)
+            if self.probe:
+                self.probe("end")
+        self.running = False
+
+    def per_connection(self) -> list[int]:
+        base = self.baseline or [0] * len(self.conns)
+        return [conn.messages - before for conn, before in zip(self.conns, base)]
+
+    @property
+    def window_messages(self) -> int:
+        return self.completed - getattr(self, "baseline_total", self.completed)

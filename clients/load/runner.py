@@ -1,0 +1,213 @@
+"""Run a :class:`~echoclients.load.spec.LoadSpec`: threads in processes, a shared window, one result.
+
+Connections are shared out over ``--processes`` (forked, so that one
+interpreter's GIL is not what gets measured) and, inside each, over worker
+threads. All workers connect first, meet at a barrier, then run the same
+warmup and window. Each process reports a raw partial result; the parent adds
+them up with :func:`echoclients.load.results.merge`, the same function that
+``echo-load merge`` uses for results from several machines.
+"""
+
+from __future__ import annotations
+
+import gc
+import multiprocessing
+import resource
+import threading
+import time
+from typing import Callable
+
+from echoclients.load.classic import BlockingWorker
+from echoclients.load.closedloop import ClosedLoopWorker
+from echoclients.load.opening import Opening
+from echoclients.load.openloop import OpenLoopWorker
+from echoclients.load.payload import PayloadPool
+from echoclients.load.results import encode, merge, new_histogram
+from echoclients.load.sampling import CpuProbe, judge_bottleneck
+from echoclients.load.spec import LoadSpec, split
+
+BARRIER_SLACK_S = 5.0
+
+
+def run(spec: LoadSpec, on_progress: Callable[[list, list], None] | None = None) -> dict:
+    """Run the load and return the finished result dict (see docs/load.md for its fields)."""
+    address = spec.resolve()
+    raise_fd_limit(spec.clients + 64)
+    threads = split(spec.thread_count, spec.processes)
+    if spec.processes == 1:
+        progress, errors = [0] * threads[0], [0] * threads[0]
+        reporter = _start_reporter(on_progress, progress, errors)
+        barrier = threading.Barrier(threads[0])
+        parts = [run_process(spec, 0, threads, address, barrier, progress, errors)]
+    else:
+        parts, reporter = _run_forked(spec, threads, address, on_progress)
+    if reporter:
+        reporter.set()
+    result = merge(parts)
+    result["processes"] = spec.processes
+    result["parts"] = 1
+    judge_bottleneck(result)
+    return result
+
+
+def run_process(spec: LoadSpec, index: int, threads: list[int], address: tuple,
+                barrier, progress, errors) -> dict:
+    """This process's share of the run: its clients over its threads; a raw partial result."""
+    client_counts = split(spec.clients, spec.processes)
+    first_client = sum(client_counts[:index])
+    first_slot = sum(threads[:index])
+    pool = PayloadPool(spec.size, spec.payload, spec.expect, spec.seed)
+    probe = CpuProbe(spec.server_pid if index == 0 else 0)
+    timeout = spec.connect_timeout + BARRIER_SLACK_S
+    schedule = _Schedule(barrier, timeout)
+    worker_class = BlockingWorker if spec.engine == "blocking" else OpenLoopWorker if spec.rate else ClosedLoopWorker
+    opening = Opening.from_spec(spec)
+    workers, start = [], first_client
+    shares = split(spec.requests, sum(threads))  # --requests, exactly, over every worker of the run
+    for n, clients in enumerate(split(client_counts[index], threads[index])):
+        streams = [(i, pool.stream(i)) for i in range(start, start + clients)]
+        start += clients
+        workers.append(worker_class(
+            spec, streams, address, schedule, progress, first_slot + n, requests=shares[first_slot + n],
+            rate=spec.rate * clients / spec.clients, probe=probe.mark if n == 0 else None,
+            opening=opening))
+    runners = [threading.Thread(target=_guard(worker, errors, first_slot + n), name=f"echo-load-{first_slot + n}",
+                                daemon=True)
+               for n, worker in enumerate(workers)]
+    # The hot path allocates tuples (epoll events) but makes no reference cycles:
+    # the cyclic collector would only add pauses to the latencies it measures.
+    gc.disable()
+    try:
+        for thread in runners:
+            thread.start()
+        for thread in runners:
+            thread.join()
+    finally:
+        gc.enable()
+    return _partial(spec, workers, probe)
+
+
+class _Schedule:
+    """The barrier every worker passes twice: once connected, and once its window has closed.
+
+    The second meeting keeps each worker's connections open until every
+    window is over: a worker that hung up early would free server slots (say,
+    under ``--max-connections``) for connections still being measured. A
+    broken barrier does not hang the run: a worker that fails aborts it, and
+    the others go on unsynchronised.
+    """
+
+    def __init__(self, barrier, timeout: float) -> None:
+        self.barrier, self.timeout = barrier, timeout
+
+    def wait(self) -> None:
+        try:
+            self.barrier.wait(self.timeout)
+        except threading.BrokenBarrierError:
+            pass
+
+    def abort(self) -> None:
+        self.barrier.abort()
+
+
+def _guard(worker, errors, slot: int) -> Callable[[], None]:
+    def target() -> None:
+        try:
+            worker.run()
+        except Exception as exc:  # a bug in a worker must not hide the others' results
+            worker.errors[f"internal:{type(exc).__name__}"] += 1
+        errors[slot] = sum(worker.errors.values()) + worker.mismatches
+    return target
+
+
+def _partial(spec: LoadSpec, workers: list, probe: CpuProbe) -> dict:
+    latency, connect = new_histogram(), new_histogram()
+    errors: dict[str, int] = {}
+    for worker in workers:
+        latency.add(worker.latency.histogram)
+        connect.add(worker.connect_latency.histogram)
+        for kind, count in worker.errors.items():
+            errors[kind] = errors.get(kind, 0) + count
+    windows = [w.window for w in workers if len(w.window) == 2]
+    duration_ns = max(end for _, end in windows) - min(start for start, _ in windows) if windows else 0
+    messages = sum(worker.window_messages for worker in workers)
+    return {
+        "schema": "echo-load/1", "backend": spec.backend or None, "target": spec.target,
+        "engine": spec.engine, "clients": sum(len(worker.per_connection()) for worker in workers),
+        "processes": 1, "threads": len(workers), "size": spec.size, "payload": spec.payload,
+        "expect": spec.expect, "pipeline": spec.pipeline, "rate": spec.rate or None,
+        "tls": spec.tls, "send_proxy": spec.send_proxy or None,
+        "warmup_s": spec.warmup_seconds, "duration_s": round(duration_ns / 1e9, 6),
+        "messages": messages, "bytes": messages * spec.size,
+        "errors": errors, "mismatches": sum(worker.mismatches for worker in workers),
+        "per_connection": [count for worker in workers for count in worker.per_connection()],
+        "histogram": encode(latency), "connect_histogram": encode(connect),
+        "cpu": probe.client_summary(), "server": probe.server_summary(),
+    }
+
+
+def _start_reporter(on_progress, progress, errors) -> threading.Event | None:
+    if on_progress is None:
+        return None
+    done = threading.Event()
+
+    def report() -> None:
+        while not done.wait(0.5):
+            on_progress(list(progress), list(errors))
+    threading.Thread(target=report, name="echo-load-progress", daemon=True).start()
+    return done
+
+
+def _run_forked(spec: LoadSpec, threads: list[int], address: tuple, on_progress) -> tuple[list, object]:
+    """One forked child per process; each sends its raw partial result back through a pipe."""
+    context = multiprocessing.get_context("fork")
+    progress = context.Array("q", sum(threads), lock=False)
+    errors = context.Array("q", sum(threads), lock=False)
+    barrier = context.Barrier(sum(threads))
+    children = []
+    for index in range(spec.processes):
+        receiver, sender = context.Pipe(duplex=False)
+        child = context.Process(target=_child, args=(spec, index, threads, address, barrier, progress, errors, sender),
+                                name=f"echo-load-{index}", daemon=True)
+        child.start()
+        sender.close()
+        children.append((child, receiver))
+    reporter = _start_reporter(on_progress, progress, errors)
+    deadline = time.monotonic() + spec.connect_timeout + BARRIER_SLACK_S + spec.warmup_seconds \
+        + spec.run_seconds + spec.timeout + 30
+    parts = []
+    for child, receiver in children:
+        if receiver.poll(max(0.0, deadline - time.monotonic())):
+            try:
+                parts.append(receiver.recv())
+            except EOFError:
+                parts.append(_lost(spec))
+        else:
+            parts.append(_lost(spec))
+        child.join(5)
+        if child.is_alive():
+            child.kill()
+            child.join()
+    return parts, reporter
+
+
+def _child(spec, index, threads, address, barrier, progress, errors, sender) -> None:
+    sender.send(run_process(spec, index, threads, address, barrier, progress, errors))
+    sender.close()
+
+
+def _lost(spec: LoadSpec) -> dict:
+    """What a child that died or hung contributes: its clients, and an error that says so."""
+    empty = encode(new_histogram())
+    return {"schema": "echo-load/1", "clients": spec.clients // spec.processes, "processes": 1, "threads": 0,
+            "size": spec.size, "duration_s": 0.0, "messages": 0, "bytes": 0, "errors": {"worker_lost": 1},
+            "mismatches": 0, "per_connection": [], "histogram": empty, "connect_histogram": empty,
+            "cpu": {}, "server": None}
+
+
+def raise_fd_limit(wanted: int) -> None:
+    """Lift the soft open-file limit toward the hard one: 1,000 clients need 1,000 descriptors."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = hard if hard == resource.RLIM_INFINITY else min(hard, max(soft, wanted))
+    if soft != resource.RLIM_INFINITY and soft < target:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))

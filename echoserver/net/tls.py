@@ -1,0 +1,45 @@
+"""TLS for every backend: one server-side context, built once from the configuration.
+
+Blocking backends wrap each accepted socket in the thread, greenlet or child
+that serves it (the handshake never runs on the accept loop); the event-loop
+backends hand the context to ``connect_accepted_socket(ssl=...)``. gevent
+builds its context from ``gevent.ssl`` so that handshakes and reads cooperate.
+"""
+
+from __future__ import annotations
+
+import os
+from types import ModuleType
+
+from echoserver.config import ConfigError, ServerConfig
+
+HANDSHAKE_TIMEOUT = 10.0  # seconds a client gets to complete the TLS handshake
+
+
+def server_context(config: ServerConfig, ssl: ModuleType | None = None):
+    """An ``SSLContext`` for ``--tls-cert``/``--tls-key`` (and ``--tls-client-ca``), or None without TLS.
+
+    ``ssl`` is imported here, never at start-up: gevent must patch it first.
+    """
+    if not config.tls_cert:
+        return None
+    if ssl is None:
+        import ssl
+    for option in ("tls_cert", "tls_key", "tls_client_ca"):
+        path = getattr(config, option)
+        if path and not os.path.isfile(path):
+            flag = "--" + option.replace("_", "-")
+            raise ConfigError(option, f"{flag} {path} does not exist or is not a file")
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        context.load_cert_chain(config.tls_cert, config.tls_key)
+    except (ssl.SSLError, OSError) as exc:
+        raise ConfigError("tls_cert", f"--tls-cert/--tls-key: cannot load the certificate and key: {exc}") from None
+    if config.tls_client_ca:
+        try:
+            context.load_verify_locations(cafile=config.tls_client_ca)
+        except (ssl.SSLError, OSError) as exc:
+            raise ConfigError("tls_client_ca", f"--tls-client-ca: cannot load the CA: {exc}") from None
+        context.verify_mode = ssl.CERT_REQUIRED
+    return context

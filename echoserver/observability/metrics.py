@@ -1,0 +1,151 @@
+"""``--metrics-port``: Prometheus text at ``/metrics`` and a ``/healthz`` for load balancers.
+
+The counters are not prometheus_client ``Counter`` objects updated per message:
+they live in :mod:`echoserver.observability.stats`, cheap on the hot path and already summed
+across fork children and workers through shared memory. A custom collector
+turns a snapshot into metric families at scrape time. prometheus_client's own
+multi-process mode would write one file per process ever started, which a
+fork-per-connection server would turn into one file per connection.
+
+CPU and RSS cover the whole process tree (supervisor, workers, fork children),
+read with psutil at scrape time.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import socket
+import threading
+from typing import Callable
+from wsgiref.simple_server import WSGIRequestHandler, make_server
+
+import psutil
+from prometheus_client import CollectorRegistry, make_wsgi_app
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily
+from prometheus_client.exposition import ThreadingWSGIServer
+from wsgiref.simple_server import WSGIServer
+
+from echoserver.net.listener import BindError
+from echoserver.observability.stats import ERROR_KINDS, FAULT_KINDS
+
+log = logging.getLogger("echoserver.metrics")
+
+_COUNTERS = {
+    "accepted": ("connections_accepted", "Connections accepted."),
+    "closed": ("connections_closed", "Connections closed, for whatever reason."),
+    "idle_closed": ("connections_idle_closed", "Connections closed by --idle-timeout."),
+    "rejected": ("connections_rejected", "Connections refused or dropped by the server."),
+    "bytes_in": ("received_bytes", "Bytes received from clients."),
+    "bytes_out": ("sent_bytes", "Bytes sent to clients."),
+    "messages": ("messages", "Messages handled: chunks for echo/upper, lines for line."),
+}
+
+
+class EchoCollector:
+    """Reads the server's counters at each scrape."""
+
+    def __init__(self, snapshot: Callable[[], dict], backend: str, pid: int) -> None:
+        self.snapshot = snapshot
+        self.backend = backend
+        self.pid = pid
+
+    def collect(self):
+        values = self.snapshot()
+        for field, (name, help_) in _COUNTERS.items():
+            yield CounterMetricFamily(f"echoserver_{name}", help_, value=values[field])
+        yield GaugeMetricFamily("echoserver_connections_active", "Connections open now.", value=values["active"])
+        errors = CounterMetricFamily("echoserver_errors", "Connection and accept errors, by kind.", labels=["kind"])
+        for kind in ERROR_KINDS:
+            errors.add_metric([kind], values[f"error_{kind}"])
+        yield errors
+        faults = CounterMetricFamily("echoserver_faults", "Injected faults, by kind.", labels=["kind"])
+        for kind in FAULT_KINDS:
+            faults.add_metric([kind], values[f"fault_{kind}"])
+        yield faults
+        proxied = CounterMetricFamily("echoserver_proxied_connections",
+                                      "Connections that arrived with a PROXY protocol header.", labels=["version"])
+        for version in (1, 2):
+            proxied.add_metric([str(version)], values[f"proxied_v{version}"])
+        yield proxied
+        cpu, rss, count = _process_tree(self.pid)
+        yield CounterMetricFamily("echoserver_process_cpu_seconds", "CPU time of the server's processes.", value=cpu)
+        yield GaugeMetricFamily("echoserver_process_resident_memory_bytes",
+                                "Resident memory of the server's processes.", value=rss)
+        yield GaugeMetricFamily("echoserver_processes", "Processes the server runs now.", value=count)
+        yield InfoMetricFamily("echoserver", "The server's backend.", value={"backend": self.backend})
+
+
+def _process_tree(pid: int) -> tuple[float, int, int]:
+    cpu = rss = count = 0
+    try:
+        root = psutil.Process(pid)
+        processes = [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return 0.0, 0, 0
+    for process in processes:
+        try:
+            times = process.cpu_times()
+            cpu += times.user + times.system
+            rss += process.memory_info().rss
+            count += 1
+        except psutil.NoSuchProcess:
+            pass
+    return cpu, rss, count
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - the stdlib's name
+        log.debug("%s %s", self.address_string(), format % args)
+
+
+class MetricsServer:
+    """The HTTP endpoint: in a daemon thread (:meth:`start`), or polled by its owner's own loop.
+
+    The supervisor of ``--workers`` polls it (``threaded=False``, then
+    :meth:`fileno` and :meth:`handle_ready`): it runs no thread, so that under
+    gevent no hub ever exists in the process that forks the workers.
+    """
+
+    def __init__(self, host: str, port: int, snapshot: Callable[[], dict], accepting: Callable[[], bool],
+                 backend: str, pid: int, threaded: bool = True) -> None:
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(EchoCollector(snapshot, backend, pid))
+        metrics_app = make_wsgi_app(registry)
+        self.accepting = accepting
+
+        def app(environ, start_response):
+            if environ.get("PATH_INFO") == "/healthz":
+                ok = self.accepting()
+                start_response("200 OK" if ok else "503 Service Unavailable", [("Content-Type", "text/plain")])
+                return [b"ok\n" if ok else b"draining\n"]
+            return metrics_app(environ, start_response)
+
+        try:
+            family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+            base = ThreadingWSGIServer if threaded else WSGIServer
+            server_class = type("MetricsHTTPServer", (base,), {"address_family": family})
+            self.httpd = make_server(host, port, app, server_class, handler_class=_QuietHandler)
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise BindError("metrics_port",
+                                f"port {port} is already in use; choose another --metrics-port") from None
+            raise BindError("metrics_port", f"cannot serve metrics on {host}:{port}: {exc}") from None
+        self.port = self.httpd.server_port
+        self._thread = threading.Thread(target=self.httpd.serve_forever, name="echo-metrics", daemon=True)
+
+    def start(self) -> "MetricsServer":
+        self._thread.start()
+        return self
+
+    def fileno(self) -> int:
+        return self.httpd.fileno()
+
+    def handle_ready(self) -> None:
+        """Answer one request; call when :meth:`fileno` is readable."""
+        self.httpd._handle_request_noblock()
+
+    def stop(self) -> None:
+        if self._thread.is_alive():
+            self.httpd.shutdown()
+        self.httpd.server_close()

@@ -1,0 +1,1 @@
+"""Process plumbing shared by the fork backend and ``--workers``: forking children, dying with the parent, CPUs."""

@@ -1,0 +1,170 @@
+"""Sans-IO connection handlers: bytes in, bytes out, no sockets.
+
+Every backend creates one handler per connection and feeds it whatever ``recv``
+returned. The handler never blocks and never sleeps: simulated IO latency
+(``--io-delay``) is the backend's job, because each concurrency model sleeps its
+own way. Simulated CPU work (``--cpu-work``) *is* done here, on purpose: it is
+pure-Python arithmetic that holds the GIL, which is exactly what the comparison
+between threads and processes needs to show.
+"""
+
+from __future__ import annotations
+
+from echoserver.config import ServerConfig
+
+
+def burn_cpu(iterations: int) -> int:
+    """Pure-Python arithmetic that holds the GIL for ``iterations`` steps."""
+    x = 0
+    for i in range(iterations):
+        x = (x * 31 + i) & 0xFFFFFFFF
+    return x
+
+
+class Handler:
+    """Base handler: echo every byte back, in order.
+
+    ``feed`` returns the reply and the number of messages it covers (a chunk for
+    the byte-stream handlers, a line for ``line``), which is what ``--cpu-work``,
+    ``--io-delay`` and the message counters are per. ``closing`` turns true when
+    the handler wants the connection closed once the reply is sent.
+    """
+
+    __slots__ = ("cpu_work", "closing", "error")
+    proxy_version = None  # see ProxyGate
+
+    def __init__(self, cpu_work: int = 0) -> None:
+        self.cpu_work = cpu_work
+        self.closing = False
+        self.error: str | None = None  # why the handler closes, when it is the peer's fault
+
+    def feed(self, data: bytes) -> tuple[bytes, int]:
+        if self.cpu_work:
+            burn_cpu(self.cpu_work)
+        return self.transform(data), 1
+
+    def transform(self, data: bytes) -> bytes:
+        return data
+
+    def eof(self) -> bytes:
+        """What is still owed to the peer once it has sent all it will send."""
+        return b""
+
+
+class EchoHandler(Handler):
+    __slots__ = ()
+
+
+class UpperHandler(Handler):
+    """ASCII upper-casing, as in the classic threaded-server tutorials."""
+
+    __slots__ = ()
+
+    def transform(self, data: bytes) -> bytes:
+        return bytes(data).upper()  # bytes.upper() touches ASCII letters only
+
+
+class LineHandler(Handler):
+    """Echo complete newline-terminated lines; a line longer than ``max_line`` is refused.
+
+    A trailing fragment without a newline is echoed at end of input, so a
+    half-closing client still gets back every byte it sent.
+    """
+
+    __slots__ = ("max_line", "pending")
+
+    def __init__(self, cpu_work: int = 0, max_line: int = 65536) -> None:
+        super().__init__(cpu_work)
+        self.max_line = max_line
+        self.pending = bytearray()
+
+    def feed(self, data: bytes) -> tuple[bytes, int]:
+        if self.closing:
+            return b"", 0
+        self.pending += data
+        end = self.pending.rfind(b"\n") + 1
+        complete = bytes(self.pending[:end])
+        del self.pending[:end]
+        lines = complete.count(b"\n")
+        longest_possible = max(len(self.pending), _longest_line(complete) if lines else 0)
+        if longest_possible > self.max_line:
+            self.closing = True
+            self.pending.clear()
+            return f"ERROR line longer than {self.max_line} bytes\n".encode(), 1
+        if self.cpu_work:
+            for _ in range(lines):
+                burn_cpu(self.cpu_work)
+        return complete, lines
+
+    def eof(self) -> bytes:
+        tail = bytes(self.pending)
+        self.pending.clear()
+        return tail
+
+
+def _longest_line(block: bytes) -> int:
+    return max(len(line) + 1 for line in block.split(b"\n")[:-1])
+
+
+class ProxyGate:
+    """Reads the PROXY protocol header a load balancer prepends, then hands the rest to ``inner``.
+
+    A malformed header (or none, with ``--proxy-protocol required``) closes the
+    connection with no reply; ``error`` says why, for the log.
+    """
+
+    __slots__ = ("inner", "reader", "error", "proxy_version", "source", "_closing")
+
+    def __init__(self, inner: Handler, mode: str) -> None:
+        from echoserver.sansio.proxy_protocol import ProxyHeaderReader
+
+        self.inner = inner
+        self.reader = ProxyHeaderReader(mode)
+        self.error: str | None = None
+        self.proxy_version: int | None = None
+        self.source: tuple | None = None  # the real client, as the load balancer saw it
+        self._closing = False
+
+    @property
+    def closing(self) -> bool:
+        return self._closing or self.inner.closing
+
+    def feed(self, data: bytes) -> tuple[bytes, int]:
+        if self.reader is not None:
+            from echoserver.sansio.proxy_protocol import ProxyProtocolError
+
+            try:
+                payload = self.reader.feed(bytes(data))
+            except ProxyProtocolError as exc:
+                self.error, self._closing, self.reader = f"bad PROXY header: {exc}", True, None
+                return b"", 0
+            if payload is None:
+                return b"", 0
+            self.proxy_version, self.source, self.reader = self.reader.version, self.reader.source, None
+            if not payload:
+                return b"", 0
+            data = payload
+        return self.inner.feed(data)
+
+    def eof(self) -> bytes:
+        return b"" if self.reader is not None else self.inner.eof()
+
+
+# Plain echo keeps no state (it never closes, never errs): one instance serves
+# every connection, which saves an object per idle connection.
+PLAIN_ECHO = EchoHandler()
+
+
+def make_handler(config: ServerConfig) -> Handler:
+    """A fresh handler for one connection."""
+    if config.handler == "line":
+        handler = LineHandler(config.cpu_work, config.max_line)
+    elif config.handler == "upper":
+        handler = UpperHandler(config.cpu_work)
+    elif config.cpu_work:
+        handler = EchoHandler(config.cpu_work)
+    else:
+        handler = PLAIN_ECHO
+    if config.proxy_protocol != "off":
+        return ProxyGate(handler, config.proxy_protocol)
+    return handler
