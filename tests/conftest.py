@@ -19,6 +19,13 @@ def backend_params() -> list:
     ]
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Under pytest-xdist, the Docker tests share one worker: they bring up stacks that must not overlap."""
+    for item in items:
+        if item.get_closest_marker("docker"):
+            item.add_marker(pytest.mark.xdist_group("docker"))
+
+
 @pytest.fixture(params=backend_params())
 def backend(request) -> str:
     return request.param

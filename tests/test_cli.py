@@ -5,19 +5,11 @@ from __future__ import annotations
 import os
 import shutil
 import socket
-import subprocess
-import sys
 
 import pytest
 
 from echoserver.spawn import ServerProcess
-from support import connect, recv_exactly
-
-
-def run_cli(*args: str, env: dict | None = None, timeout: float = 30, prefix: tuple[str, ...] = ()
-            ) -> subprocess.CompletedProcess:
-    return subprocess.run([*prefix, sys.executable, "-m", "echoserver", *args], capture_output=True, text=True,
-                          timeout=timeout, env={**os.environ, **(env or {})}, stdin=subprocess.DEVNULL)
+from support import assert_one_line_error, connect, recv_exactly, run_cli
 
 
 def without_bind_privilege() -> tuple[str, ...]:
@@ -34,15 +26,6 @@ def without_bind_privilege() -> tuple[str, ...]:
     if shutil.which("setpriv") is None:
         pytest.skip("running as root and setpriv (util-linux) is not installed to drop the privilege")
     return ("setpriv", "--bounding-set=-net_bind_service", "--inh-caps=-net_bind_service", "--")
-
-
-def assert_one_line_error(result: subprocess.CompletedProcess, code: int, *fragments: str) -> None:
-    assert result.returncode == code, result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    assert "Traceback" not in result.stderr
-    for fragment in fragments:
-        assert fragment in lines[0]
 
 
 def test_port_already_in_use_is_one_line_and_nonzero(backend) -> None:

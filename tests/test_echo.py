@@ -14,7 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from support import connect, recv_exactly, recv_until_eof
+from support import connect, recv_exactly, recv_until_eof, round_trip_time
 
 MiB = 1 << 20
 
@@ -146,14 +146,6 @@ def test_line_handler_echoes_whole_lines_and_refuses_long_ones(backend, start_se
         sock.sendall(b"x" * 40 + b"\n")
         reply = recv_until_eof(sock)
         assert reply.startswith(b"ERROR line longer than 16 bytes")
-
-
-def round_trip_time(address, payload: bytes = b"ping") -> float:
-    with connect(address) as sock:
-        started = time.perf_counter()
-        sock.sendall(payload)
-        assert recv_exactly(sock, len(payload)) == payload
-        return time.perf_counter() - started
 
 
 def test_io_delay_shows_in_the_round_trip(backend, start_server) -> None:

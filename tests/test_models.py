@@ -2,29 +2,12 @@
 
 from __future__ import annotations
 
-import time
 
 import psutil
 import pytest
 
 from echoserver.backends import REGISTRY
-from support import connect, recv_exactly
-
-
-def wait_for(condition, timeout: float = 10.0, interval: float = 0.02):
-    """Poll ``condition`` until it returns something truthy; its last value either way."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(interval)
-
-
-def echo_once(address, payload: bytes = b"hello") -> None:
-    with connect(address) as sock:
-        sock.sendall(payload)
-        assert recv_exactly(sock, len(payload)) == payload
+from support import connect, echo_once, recv_exactly, wait_for
 
 
 @pytest.mark.skipif(not REGISTRY["gevent"].available, reason="gevent not installed")
