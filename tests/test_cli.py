@@ -8,6 +8,7 @@ import socket
 
 import pytest
 
+from echoserver.backends import REGISTRY, available_names
 from echoserver.spawn import ServerProcess
 from support import assert_one_line_error, connect, recv_exactly, run_cli
 
@@ -39,7 +40,7 @@ def test_port_already_in_use_is_one_line_and_nonzero(backend) -> None:
 
 def test_unknown_backend_lists_the_available_ones() -> None:
     result = run_cli("--backend", "carrier-pigeon")
-    assert_one_line_error(result, 2, "carrier-pigeon", "thread", "threadpool", "fork", "asyncio")
+    assert_one_line_error(result, 2, "carrier-pigeon", *available_names())
 
 
 @pytest.mark.parametrize("args, fragment", [
@@ -89,7 +90,7 @@ def test_list_backends_says_which_are_available() -> None:
     result = run_cli("--list-backends")
     assert result.returncode == 0
     names = [line.split()[0] for line in result.stdout.splitlines()]
-    assert names == ["thread", "threadpool", "fork", "gevent", "asyncio", "uvloop"]
+    assert names == list(REGISTRY)
     assert all(line.split()[1] in ("available", "missing") for line in result.stdout.splitlines())
 
 
