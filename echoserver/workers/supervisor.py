@@ -169,7 +169,7 @@ class Supervisor:
         starting = [w.ready_fd for w in self.workers.values() if w.ready_fd >= 0]
         metrics = [self.metrics] if self.metrics else []
         readable = _select([self._wake_r, *starting, *metrics], [], [], min(timeout, 1.0))[0]
-        if self.metrics in readable:
+        if self.metrics:  # also when nothing is readable: it closes peers past their deadline
             self.metrics.handle_ready()
         if self.reporter:
             self.reporter.tick()
@@ -221,7 +221,7 @@ class Supervisor:
             signal.set_wakeup_fd(-1)
             inherited = [self._wake_r, self._wake_w, *(w.ready_fd for w in self.workers.values() if w.ready_fd >= 0)]
             if self.metrics:
-                inherited.append(self.metrics.fileno())
+                inherited.extend(self.metrics.descriptors())
             for fd in inherited:
                 os.close(fd)
             os.setpgid(0, 0)
