@@ -10,7 +10,12 @@ between threads and processes needs to show.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from echoserver.config import ServerConfig
+
+if TYPE_CHECKING:
+    from echoserver.sansio.proxy_protocol import ProxyHeaderReader
 
 
 def burn_cpu(iterations: int) -> int:
@@ -119,7 +124,7 @@ class ProxyGate:
         from echoserver.sansio.proxy_protocol import ProxyHeaderReader
 
         self.inner = inner
-        self.reader = ProxyHeaderReader(mode)
+        self.reader: ProxyHeaderReader | None = ProxyHeaderReader(mode)
         self.error: str | None = None
         self.proxy_version: int | None = None
         self.source: tuple | None = None  # the real client, as the load balancer saw it
@@ -157,6 +162,7 @@ PLAIN_ECHO = EchoHandler()
 
 def make_handler(config: ServerConfig) -> Handler:
     """A fresh handler for one connection."""
+    handler: Handler
     if config.handler == "line":
         handler = LineHandler(config.cpu_work, config.max_line)
     elif config.handler == "upper":
@@ -166,5 +172,5 @@ def make_handler(config: ServerConfig) -> Handler:
     else:
         handler = PLAIN_ECHO
     if config.proxy_protocol != "off":
-        return ProxyGate(handler, config.proxy_protocol)
+        return ProxyGate(handler, config.proxy_protocol)  # type: ignore[return-value]  # a Handler by duck typing
     return handler
