@@ -17,7 +17,8 @@ supervisor that polled it. This endpoint instead
 It runs either in a thread of its own (:meth:`start`), or inside its owner's
 loop: the owner waits for :meth:`fileno` to be readable (an epoll descriptor
 that is readable whenever a socket of ours is ready) and calls :meth:`step`.
-The ``--workers`` supervisor does the latter, since it must run no thread.
+The ``--workers`` supervisor does the latter, since it must run no thread, and
+passes the original ``select.epoll`` to poll with.
 Sockets are ``_socket.socket`` objects, which gevent's monkey-patching does not
 replace, so the polled mode never touches a gevent hub.
 """
@@ -30,9 +31,7 @@ import logging
 import selectors
 import threading
 import time
-from typing import Callable, NamedTuple
-
-from echoserver.processes.children import stdlib
+from typing import Any, Callable, NamedTuple
 
 log = logging.getLogger("echoserver.metrics")
 
@@ -62,12 +61,13 @@ class _Peer:
 
 
 class _EpollPoller:
-    """The original ``select.epoll``, even under gevent: for an owner that polls :meth:`fileno`."""
+    """An epoll object, for an owner that polls :meth:`fileno` (the owner passes the class: under
+    gevent the original ``select.epoll``, which monkey-patching removes from ``select``)."""
 
-    def __init__(self) -> None:
-        epoll = stdlib("select", "epoll")
+    _in, _out = 0x001, 0x004  # EPOLLIN, EPOLLOUT: the kernel's values, whichever module is patched
+
+    def __init__(self, epoll: Callable[[], Any]) -> None:
         self._epoll = epoll()
-        self._in, self._out = stdlib("select", "EPOLLIN"), stdlib("select", "EPOLLOUT")
 
     def fileno(self) -> int:
         return self._epoll.fileno()
@@ -122,8 +122,9 @@ class _SelectorPoller:
 class HttpEndpoint:
     """Answers ``GET``/``HEAD`` through ``route``; see the module's docstring for the guarantees."""
 
-    def __init__(self, host: str, port: int, route: Router, *, threaded: bool = True,
+    def __init__(self, host: str, port: int, route: Router, *, epoll: Callable[[], Any] | None = None,
                  max_connections: int = 32, timeout: float = 5.0) -> None:
+        """Polled by its owner when given ``epoll`` (the class to poll with), else served by its own thread."""
         self.route = route
         self.max_connections = max_connections
         self.timeout = timeout
@@ -138,12 +139,12 @@ class HttpEndpoint:
             raise
         self._listener.setblocking(False)
         self.port: int = self._listener.getsockname()[1]
-        self._poller = _SelectorPoller() if threaded else _EpollPoller()
+        self._poller: _EpollPoller | _SelectorPoller = _EpollPoller(epoll) if epoll else _SelectorPoller()
         self._poller.register(self._listener.fileno(), READ)
         self._peers: dict[int, _Peer] = {}  # insertion order: oldest first
         self._accept_paused_until = 0.0
         self._stopping = threading.Event()
-        self._thread = threading.Thread(target=self._serve, name="echo-metrics", daemon=True) if threaded else None
+        self._thread = threading.Thread(target=self._serve, name="echo-metrics", daemon=True) if not epoll else None
 
     # -- driving it -----------------------------------------------------------
 
@@ -195,7 +196,7 @@ class HttpEndpoint:
     def _accept(self) -> None:
         for _ in range(16):  # a bounded batch: never starve the owner's loop
             try:
-                fd, _address = self._listener._accept()
+                fd, _address = self._listener._accept()  # type: ignore[attr-defined]
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as exc:

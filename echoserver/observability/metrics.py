@@ -16,7 +16,7 @@ from __future__ import annotations
 import errno
 import logging
 import socket
-from typing import Callable
+from typing import Any, Callable
 
 import psutil
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
@@ -96,18 +96,18 @@ class MetricsServer:
 
     Served by :class:`~echoserver.observability.httpd.HttpEndpoint`, so no peer can
     stall it or its owner: in a thread of its own (:meth:`start`), or polled by the
-    ``--workers`` supervisor's loop (``threaded=False``, then :meth:`fileno` and
+    ``--workers`` supervisor's loop (given ``epoll``, then :meth:`fileno` and
     :meth:`handle_ready`), which runs no thread so that under gevent no hub ever
     exists in the process that forks the workers.
     """
 
     def __init__(self, host: str, port: int, snapshot: Callable[[], dict], accepting: Callable[[], bool],
-                 backend: str, pid: int, threaded: bool = True) -> None:
+                 backend: str, pid: int, epoll: Callable[[], Any] | None = None) -> None:
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(EchoCollector(snapshot, backend, pid))
         self.accepting = accepting
         try:
-            self.endpoint = HttpEndpoint(host, port, self.route, threaded=threaded)
+            self.endpoint = HttpEndpoint(host, port, self.route, epoll=epoll)
         except socket.gaierror as exc:
             raise BindError("metrics_host", f"cannot resolve {host!r}: {exc.strerror}; "
                                             "give an IP address or a resolvable name") from None

@@ -64,6 +64,7 @@ KILL_MARGIN = 5.0  # past --grace, the supervisor SIGKILLs a worker that is stil
 _fork = stdlib("os", "fork")
 _waitpid = stdlib("os", "waitpid")
 _select = stdlib("select", "select")
+_epoll = stdlib("select", "epoll")
 _signal = stdlib("signal", "signal")
 
 
@@ -121,7 +122,7 @@ class Supervisor:
 
             self.metrics = MetricsServer(config.metrics_host, config.metrics_port, self.snapshot,
                                          lambda: self.announced and not self.stopping, config.backend,
-                                         os.getpid(), threaded=False)
+                                         os.getpid(), epoll=_epoll)
             log.info("metrics on http://%s/metrics", format_address((config.metrics_host, self.metrics.port)))
         if config.stats_interval:
             self.reporter = StatsReporter(self.snapshot, config.stats_interval)
