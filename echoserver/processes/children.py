@@ -6,8 +6,8 @@ never returns into its parent's code, that does not outlive the parent, that
 holds no descriptor it should not; a parent that reaps exactly its own children
 (never ``waitpid(-1)``: the server may be embedded in a process with children of
 its own), kills what outstays the grace period, and restarts a crashing child
-without burning the CPU. What is special about one backend's processes (gevent
-re-initialising its hub) is the backend class's business, not this module's.
+without burning the CPU. What is special about one backend's processes (an event
+loop to re-initialise) is the backend class's business, not this module's.
 """
 
 from __future__ import annotations

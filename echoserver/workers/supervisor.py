@@ -46,7 +46,6 @@ import sys
 import time
 from dataclasses import dataclass
 
-from echoserver import backends
 from echoserver.processes.children import RestartBackoff, describe_exit, fork_child, reap, signal_all
 from echoserver.backends.base import SHUTDOWN_SIGNALS
 from echoserver.config import ServerConfig
@@ -61,13 +60,17 @@ log = logging.getLogger("echoserver.supervisor")
 KILL_MARGIN = 5.0  # past --grace, the supervisor SIGKILLs a worker that is still draining
 
 
-def supervise(config: ServerConfig) -> int:
+class WorkersFailed(RuntimeError):
+    """A worker died while draining or before it was ready: the server did not end cleanly."""
+
+
+def supervise(config: ServerConfig, backend_class: type) -> int:
     """Serve with ``config.workers`` processes until SIGTERM/SIGINT; 0 if every worker drained cleanly.
 
-    Raises :class:`~echoserver.config.ConfigError` (before any worker starts)
-    when the address cannot be bound or the backend is unavailable.
+    ``config`` must have passed :func:`echoserver.server.check` already, so that
+    no worker can fail on it. Raises :class:`~echoserver.config.ConfigError`
+    (before any worker starts) when the address cannot be bound.
     """
-    backend_class = backends.load(config.backend)
     listeners = bind_listeners(config)
     try:
         return Supervisor(config, backend_class, listeners).run()
@@ -205,7 +208,7 @@ class Supervisor:
     def _become_worker(self, ready_w: int, slot: int) -> int:
         signal.set_wakeup_fd(-1)
         # The supervisor's own descriptors only: not everything but the listeners, because
-        # a patched process may hold descriptors of its own event loop (gevent's libev).
+        # a patched process may hold descriptors of its own event loop.
         inherited = [self._wake_r, self._wake_w, *(w.ready_fd for w in self.workers.values() if w.ready_fd >= 0)]
         if self.metrics:
             inherited.append(self.metrics.fileno())
