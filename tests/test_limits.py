@@ -11,7 +11,7 @@ import time
 import psutil
 import pytest
 
-from support import connect, recv_exactly, recv_until_eof
+from support import connect, connection_processes, recv_exactly, recv_until_eof
 from test_models import echo_once, wait_for
 
 MiB = 1 << 20
@@ -198,8 +198,8 @@ def test_fork_children_do_not_outlive_a_killed_parent(start_server) -> None:
     server = start_server("--backend", "fork")
     sock = connect(server.address)
     echo_via(sock, b"x")
-    children = psutil.Process(server.pid).children()
-    assert len(children) == 1
+    children = psutil.Process(server.pid).children(recursive=True)  # the fork server and the connection's process
+    assert len(connection_processes(server.pid)) == 1
     server.signal(signal.SIGKILL)
     server.proc.wait(5)
     gone, alive = psutil.wait_procs(children, timeout=10)

@@ -1,0 +1,281 @@
+"""The fork server: a small process that forks one child per connection from its own small heap.
+
+A forked child copies every page of its parent that it writes to, and CPython
+writes to an object whenever it so much as takes a reference to it. A child
+forked from the full server (click, logging set up, metrics, the framework)
+copied ~1.5 MiB; this process is started with ``exec``, imports only what a
+connection child needs (the blocking connection loop, the handlers, the
+counters) and nothing else, so a child forked from it copies far less. It is
+multiprocessing's ``forkserver``, or Android's zygote, for connections.
+
+The main process (:mod:`echoserver.processes.forking`) keeps everything else:
+it accepts, enforces the limits, drains, reports. Over a ``SOCK_SEQPACKET``
+socket it sends each accepted socket (``send_fds``) with the row of shared
+counters its child is to use; this process forks, and answers with the child's
+PID, and once it has reaped the child, with its exit status. Children:
+
+* log through :class:`PipeHandler`: one preformatted record per ``write`` to a
+  pipe the main process reads and re-logs in its own format (text or JSON);
+* count into their row of a shared :class:`~echoserver.observability.stats.SlotTable`,
+  only when asked (SIGUSR1, see :class:`~echoserver.processes.forking.CounterRequests`)
+  and once at the end: an idle connection never wakes up;
+* drain on SIGTERM (what is already read is echoed, then EOF), and cut the
+  connection on a second SIGTERM or when ``--grace`` runs out.
+
+This process dies with the main process (SIGTERM from the kernel); it then
+gives its children the grace period, SIGKILLs what remains and exits. Run as
+``python -S -c 'from echoserver.processes.forkserver import main; main()' ...``.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import signal
+import socket
+import struct
+import sys
+import time
+
+#: Every message either way: kind, row, PID, wait status.
+#: Main -> here: ``C`` (a connection; its socket attached). Here -> main: ``R`` ready, ``F`` forked, ``X`` exited.
+MESSAGE = struct.Struct("=ciii")
+CHILD_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1, signal.SIGALRM)
+
+
+class PipeHandler:
+    """A logging handler that writes each record, formatted here, in one ``write`` to the main process's pipe.
+
+    One write of less than ``PIPE_BUF`` bytes is atomic, so records of
+    concurrent children never interleave; the main process splits on NUL.
+    """
+
+    def __init__(self, fd: int) -> None:
+        import logging
+
+        self.fd = fd
+        self.handler = logging.Handler()
+        self.handler.emit = self.emit
+
+    def emit(self, record) -> None:
+        text = record.getMessage()
+        if record.exc_info:
+            import traceback
+
+            text += "\n" + "".join(traceback.format_exception(*record.exc_info)).rstrip()
+        line = f"{record.levelno} {record.name} {os.getpid()} {text}".replace("\0", " ")
+        try:
+            os.write(self.fd, line.encode(errors="replace")[:4000] + b"\0")
+        except OSError:
+            pass  # the main process is gone: nobody left to tell
+
+
+class CounterRequests:
+    """Counters on demand: the main process asks (a new generation, then SIGUSR1), each child answers.
+
+    A child publishes its counters into its row only when asked and once when it
+    ends, so an idle connection's process sleeps in ``recv`` and never wakes to
+    report (it used to, twice a second). Shared memory, one writer per slot:
+    slot 0 holds the generation asked for, slot ``1 + row`` the last one a row's
+    child answered.
+    """
+
+    _SLOT = struct.Struct("=q")
+
+    def __init__(self, rows: int, fd: int) -> None:
+        import mmap
+
+        size = (rows + 1) * self._SLOT.size
+        if os.fstat(fd).st_size < size:
+            os.ftruncate(fd, size)
+        self.rows = rows
+        self._memory = mmap.mmap(fd, size)
+
+    def ask(self) -> int:
+        generation = self._SLOT.unpack_from(self._memory, 0)[0] + 1
+        self._SLOT.pack_into(self._memory, 0, generation)
+        return generation
+
+    def answer(self, row: int) -> None:
+        self._SLOT.pack_into(self._memory, (1 + row) * self._SLOT.size, self._SLOT.unpack_from(self._memory, 0)[0])
+
+    def answered(self, row: int, generation: int) -> bool:
+        return self._SLOT.unpack_from(self._memory, (1 + row) * self._SLOT.size)[0] >= generation
+
+
+class Owner:
+    """What the connection loop reads off whoever runs it: config, counters, TLS, banner, how to sleep."""
+
+    def __init__(self, config, tls, banner: bytes) -> None:
+        self.config = config
+        self.tls = tls
+        self.banner = banner
+        self.stats = None  # fresh in each child
+
+    @staticmethod
+    def sleep(seconds: float) -> None:
+        time.sleep(seconds)
+
+
+class ForkServer:
+    def __init__(self, ctl: socket.socket, owner: Owner, table, requests) -> None:
+        from echoserver.processes.children import fork_child, set_process_name
+
+        self.ctl, self.owner, self.table, self.requests = ctl, owner, table, requests
+        self.fork_child, self.set_process_name = fork_child, set_process_name
+        self.children: dict[int, int] = {}  # pid -> row
+        self.stopping_at: float | None = None  # the main process is gone: children get the grace period
+        self.wake_r, self.wake_w = os.pipe()
+        for fd in (self.wake_r, self.wake_w):
+            os.set_blocking(fd, False)
+
+    def run(self) -> None:
+        signal.set_wakeup_fd(self.wake_w)
+        signal.signal(signal.SIGCHLD, lambda signum, frame: None)  # a handler, so the wake-up fd hears it
+        signal.signal(signal.SIGTERM, lambda signum, frame: self.orphaned())
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        import gc
+
+        gc.freeze()  # what is here now is shared with every child: keep the collector's hands off it
+        self.ctl.send(MESSAGE.pack(b"R", 0, os.getpid(), 0))
+        while self.children or self.stopping_at is None:
+            timeout = None if self.stopping_at is None else max(0.0, self.stopping_at - time.monotonic())
+            watching = [self.wake_r] if self.stopping_at is not None else [self.wake_r, self.ctl]
+            readable = select.select(watching, [], [], timeout)[0]
+            if self.wake_r in readable:
+                try:
+                    while os.read(self.wake_r, 256):
+                        pass
+                except BlockingIOError:
+                    pass
+            self.reap()
+            if self.ctl in readable:
+                self.receive()
+            if self.stopping_at is not None and time.monotonic() >= self.stopping_at and self.children:
+                for pid in self.children:
+                    os.kill(pid, signal.SIGKILL)
+                self.stopping_at = time.monotonic() + 5.0
+        self.ctl.close()
+
+    def receive(self) -> None:
+        try:
+            message, fds, _, _ = socket.recv_fds(self.ctl, MESSAGE.size, 1)
+        except OSError:
+            message, fds = b"", []
+        if not message:  # the main process closed its end, or died
+            self.orphaned()
+            return
+        _, row, _, _ = MESSAGE.unpack(message)
+        if not fds:
+            self.report(b"X", row, 0, 1 << 8)
+            return
+        try:
+            pid = self.fork_child(lambda: self.serve(fds[0], row), block=CHILD_SIGNALS, what="connection process")
+        except OSError as exc:  # EAGAIN, ENOMEM: the client is closed, the main process frees the row
+            import logging
+
+            logging.getLogger("echoserver").warning("cannot fork a connection process: %s", exc.strerror)
+            os.close(fds[0])
+            self.report(b"X", row, 0, 1 << 8)
+            return
+        os.close(fds[0])
+        self.children[pid] = row
+        self.report(b"F", row, pid, 0)
+
+    def reap(self) -> None:
+        while self.children:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)  # only ever our own children here
+            except ChildProcessError:
+                break
+            if not pid:
+                break
+            row = self.children.pop(pid, None)
+            if row is not None:
+                self.report(b"X", row, pid, status)
+
+    def report(self, kind: bytes, row: int, pid: int, status: int) -> None:
+        if self.stopping_at is None:
+            try:
+                self.ctl.send(MESSAGE.pack(kind, row, pid, status))
+            except OSError:
+                self.orphaned()
+
+    def orphaned(self) -> None:
+        """The main process is gone: let the children finish within the grace period, as it would have."""
+        if self.stopping_at is None:
+            self.stopping_at = time.monotonic() + self.owner.config.grace
+            for pid in self.children:
+                os.kill(pid, signal.SIGTERM)
+
+    # -- in the child ---------------------------------------------------------------
+
+    def serve(self, fd: int, row: int) -> int:
+        """The body of a connection process: serve the one socket, report the counters, exit."""
+        from echoserver.backends.stream import BlockingConnection
+        from echoserver.observability.stats import Stats
+
+        signal.set_wakeup_fd(-1)
+        for descriptor in (self.wake_r, self.wake_w):
+            os.close(descriptor)
+        self.ctl.close()
+        self.set_process_name(b"echo-connection")
+        owner = self.owner
+        owner.stats = stats = Stats()
+        sock = socket.socket(fileno=fd)
+        try:
+            peer = sock.getpeername()
+        except OSError:
+            peer = None
+        connection = BlockingConnection(sock, owner, peer)
+        table, requests, draining = self.table, self.requests, False
+
+        def publish() -> None:
+            # Only what the main process cannot count itself: it knows accepts and exits.
+            table.write(row, {**stats.snapshot(), "accepted": 0, "closed": 0, "active": 0})
+
+        def on_signal(signum: int, frame: object) -> None:
+            nonlocal draining
+            if signum == signal.SIGUSR1:
+                publish()
+                requests.answer(row)
+            elif signum == signal.SIGALRM or draining:
+                connection.abort()
+            else:
+                draining = True
+                connection.drain()
+                signal.setitimer(signal.ITIMER_REAL, max(owner.config.grace, 0.001))
+
+        for signum in CHILD_SIGNALS:
+            signal.signal(signum, on_signal)
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, CHILD_SIGNALS)
+        connection.run()
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        publish()
+        return 0
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``CTL LOG COUNTERS REQUESTS ROWS PARENT LEVEL``: descriptors and settings from the main process."""
+    ctl_fd, log_fd, counters_fd, requests_fd, rows, parent, level = map(int, argv or sys.argv[1:])
+    from echoserver.processes.children import die_with_parent, set_process_name
+
+    die_with_parent(parent)
+    set_process_name(b"echo-forkserver")
+    import logging
+    import pickle
+
+    root = logging.getLogger("echoserver")
+    root.addHandler(PipeHandler(log_fd).handler)
+    root.setLevel(level)
+    root.propagate = False
+    ctl = socket.socket(fileno=ctl_fd)
+    config = pickle.loads(ctl.recv(1 << 16))
+
+    from echoserver.backends.base import banner_bytes
+    from echoserver.net.tls import server_context
+    from echoserver.observability.stats import SlotTable
+
+    owner = Owner(config, server_context(config), banner_bytes(config.banner, config.backend))
+    ForkServer(ctl, owner, SlotTable(rows, counters_fd), CounterRequests(rows, requests_fd)).run()
