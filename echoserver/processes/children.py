@@ -12,6 +12,7 @@ loop to re-initialise) is the backend class's business, not this module's.
 
 from __future__ import annotations
 
+import _signal
 import ctypes
 import logging
 import os
@@ -25,6 +26,7 @@ PR_SET_PDEATHSIG = 1
 PR_SET_NAME = 15
 PR_SET_CHILD_SUBREAPER = 36
 PR_GET_CHILD_SUBREAPER = 37
+SIG_BLOCK, SIG_UNBLOCK = int(signal.SIG_BLOCK), int(signal.SIG_UNBLOCK)
 
 try:  # looked up once, in the parent: a ctypes.CDLL per forked child costs ~170 KiB of its memory
     _prctl = ctypes.CDLL(None, use_errno=True).prctl
@@ -80,19 +82,21 @@ def close_descriptors(keep: Iterable[int] = ()) -> None:
 
 
 def fork_child(body: Callable[[], int], *, fork: Callable[[], int] = os.fork,
-               block: Iterable[int] = (), what: str = "child process") -> int:
+               block: tuple[int, ...] = (), what: str = "child process", flush: bool = True) -> int:
     """Fork; the child runs ``body`` and exits with its status, never returning here. The parent gets the PID.
 
     Signals in ``block`` are blocked across the fork, so that one meant for the
     new child waits until the child has installed its handlers (``body`` must
-    unblock them). Output buffered before the fork is flushed first, or it would
-    be written twice.
+    unblock them). Output buffered before the fork is flushed first (``flush``),
+    or it would be written twice. The C-level ``_signal`` calls, not
+    ``signal``'s wrappers, whose enum conversions touch pages a forked child
+    then has to copy.
     """
-    sys.stdout.flush()
-    sys.stderr.flush()
-    block = tuple(block)
+    if flush:
+        sys.stdout.flush()
+        sys.stderr.flush()
     if block:
-        signal.pthread_sigmask(signal.SIG_BLOCK, block)
+        _signal.pthread_sigmask(SIG_BLOCK, block)
     try:
         pid = fork()
         if pid == 0:
@@ -107,7 +111,7 @@ def fork_child(body: Callable[[], int], *, fork: Callable[[], int] = os.fork,
                 os._exit(status)
     finally:
         if block:
-            signal.pthread_sigmask(signal.SIG_UNBLOCK, block)
+            _signal.pthread_sigmask(SIG_UNBLOCK, block)
     return pid
 
 

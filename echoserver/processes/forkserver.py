@@ -29,6 +29,8 @@ gives its children the grace period, SIGKILLs what remains and exits. Run as
 
 from __future__ import annotations
 
+import _signal
+import contextlib
 import os
 import select
 import signal
@@ -40,7 +42,12 @@ import time
 #: Every message either way: kind, row, PID, wait status.
 #: Main -> here: ``C`` (a connection; its socket attached). Here -> main: ``R`` ready, ``F`` forked, ``X`` exited.
 MESSAGE = struct.Struct("=ciii")
-CHILD_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1, signal.SIGALRM)
+SIGTERM, SIGINT, SIGUSR1, SIGALRM, SIGCHLD = (int(s) for s in (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1,
+                                                               signal.SIGALRM, signal.SIGCHLD))
+SIG_UNBLOCK, ITIMER_REAL = int(signal.SIG_UNBLOCK), signal.ITIMER_REAL
+CHILD_SIGNALS = (SIGTERM, SIGINT, SIGUSR1, SIGALRM)
+FD = struct.Struct("=i")
+FD_SPACE = socket.CMSG_SPACE(FD.size)
 
 
 class PipeHandler:
@@ -110,7 +117,7 @@ class Owner:
         self.config = config
         self.tls = tls
         self.banner = banner
-        self.stats = None  # fresh in each child
+        self.stats = None  # zeros, made once before the first fork; each child counts into its own copy
 
     @staticmethod
     def sleep(seconds: float) -> None:
@@ -119,8 +126,13 @@ class Owner:
 
 class ForkServer:
     def __init__(self, ctl: socket.socket, owner: Owner, table, requests) -> None:
+        # Everything a child runs is imported here, once, before any fork: an import in the
+        # child would cost every connection its own copy of the module.
+        from echoserver.backends.stream import BlockingConnection
+        from echoserver.observability.stats import Stats
         from echoserver.processes.children import fork_child, set_process_name
 
+        self.connection_class, self.stats_class = BlockingConnection, Stats
         self.ctl, self.owner, self.table, self.requests = ctl, owner, table, requests
         self.fork_child, self.set_process_name = fork_child, set_process_name
         self.children: dict[int, int] = {}  # pid -> row
@@ -134,6 +146,7 @@ class ForkServer:
         signal.signal(signal.SIGCHLD, lambda signum, frame: None)  # a handler, so the wake-up fd hears it
         signal.signal(signal.SIGTERM, lambda signum, frame: self.orphaned())
         signal.signal(signal.SIGINT, signal.SIG_IGN)
+        self.warm_up()
         import gc
 
         gc.freeze()  # what is here now is shared with every child: keep the collector's hands off it
@@ -158,27 +171,31 @@ class ForkServer:
         self.ctl.close()
 
     def receive(self) -> None:
+        # recvmsg itself rather than socket.recv_fds: as little Python as possible runs here
+        # between two forks, since every page written here is one more page each child owns.
         try:
-            message, fds, _, _ = socket.recv_fds(self.ctl, MESSAGE.size, 1)
+            message, ancillary, _, _ = self.ctl.recvmsg(MESSAGE.size, FD_SPACE)
         except OSError:
-            message, fds = b"", []
+            message, ancillary = b"", []
         if not message:  # the main process closed its end, or died
             self.orphaned()
             return
         _, row, _, _ = MESSAGE.unpack(message)
-        if not fds:
+        if not ancillary or len(ancillary[0][2]) < FD.size:
             self.report(b"X", row, 0, 1 << 8)
             return
+        fd = FD.unpack_from(ancillary[0][2])[0]
         try:
-            pid = self.fork_child(lambda: self.serve(fds[0], row), block=CHILD_SIGNALS, what="connection process")
+            pid = self.fork_child(lambda: self.serve(fd, row), block=CHILD_SIGNALS, what="connection process",
+                                  flush=False)
         except OSError as exc:  # EAGAIN, ENOMEM: the client is closed, the main process frees the row
             import logging
 
             logging.getLogger("echoserver").warning("cannot fork a connection process: %s", exc.strerror)
-            os.close(fds[0])
+            os.close(fd)
             self.report(b"X", row, 0, 1 << 8)
             return
-        os.close(fds[0])
+        os.close(fd)
         self.children[pid] = row
         self.report(b"F", row, pid, 0)
 
@@ -212,22 +229,22 @@ class ForkServer:
 
     def serve(self, fd: int, row: int) -> int:
         """The body of a connection process: serve the one socket, report the counters, exit."""
-        from echoserver.backends.stream import BlockingConnection
-        from echoserver.observability.stats import Stats
-
-        signal.set_wakeup_fd(-1)
-        for descriptor in (self.wake_r, self.wake_w):
+        # The C-level calls throughout: signal.signal's enum conversions, or ctypes for the name,
+        # would each touch (and so copy) pages of objects this process otherwise never uses.
+        _signal.set_wakeup_fd(-1)
+        for descriptor in (self.wake_r, self.wake_w, self.ctl.detach()):
             os.close(descriptor)
-        self.ctl.close()
-        self.set_process_name(b"echo-connection")
+        name = os.open("/proc/self/comm", os.O_WRONLY)
+        os.write(name, b"echo-connection")
+        os.close(name)
         owner = self.owner
-        owner.stats = stats = Stats()
+        stats = owner.stats  # made before the first fork (warm_up): a fresh one here would copy its pages
         sock = socket.socket(fileno=fd)
         try:
             peer = sock.getpeername()
         except OSError:
             peer = None
-        connection = BlockingConnection(sock, owner, peer)
+        connection = self.connection_class(sock, owner, peer)
         table, requests, draining = self.table, self.requests, False
 
         def publish() -> None:
@@ -236,46 +253,89 @@ class ForkServer:
 
         def on_signal(signum: int, frame: object) -> None:
             nonlocal draining
-            if signum == signal.SIGUSR1:
+            if signum == SIGUSR1:
                 publish()
                 requests.answer(row)
-            elif signum == signal.SIGALRM or draining:
+            elif signum == SIGALRM or draining:
                 connection.abort()
             else:
                 draining = True
                 connection.drain()
-                signal.setitimer(signal.ITIMER_REAL, max(owner.config.grace, 0.001))
+                _signal.setitimer(ITIMER_REAL, max(owner.config.grace, 0.001))
 
         for signum in CHILD_SIGNALS:
-            signal.signal(signum, on_signal)
-        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, CHILD_SIGNALS)
+            _signal.signal(signum, on_signal)
+        _signal.signal(SIGCHLD, 0)  # SIG_DFL
+        _signal.pthread_sigmask(SIG_UNBLOCK, CHILD_SIGNALS)
         connection.run()
-        signal.setitimer(signal.ITIMER_REAL, 0)
+        _signal.setitimer(ITIMER_REAL, 0)
         publish()
         return 0
+
+    def warm_up(self, times: int = 12) -> None:
+        """Run the connection loop here a few times, on socket pairs, before the first fork.
+
+        CPython 3.11 quickens a function after a few calls by rewriting its bytecode in
+        place, and lazily fills caches; done here once, those writes land in pages every
+        child shares instead of being copied into each child.
+        """
+        config = self.owner.config.replace(io_delay=0, delay=(0.0, 0.0), trickle=0, reset_probability=0,
+                                           max_bytes_per_connection=0, proxy_protocol="off")
+        owner = Owner(config, None, self.owner.banner)
+        owner.stats = self.stats_class()
+        for _ in range(times):
+            ours, theirs = socket.socketpair()
+            theirs.sendall(b"warm-up\n")
+            theirs.shutdown(socket.SHUT_WR)
+            self.connection_class(ours, owner, None).run()
+            theirs.close()
+        owner.stats.snapshot()
+        self.owner.stats = self.stats_class()  # zeros, for every child to start from
+
+
+@contextlib.contextmanager
+def no_fork_hooks():
+    """Import modules without letting them register ``os.register_at_fork`` hooks.
+
+    ``threading``, ``logging`` and ``random`` each register a hook that runs in
+    every forked child, and running them costs each child ~450 KiB of copied
+    pages (bench/fork_memory.py measures it): more than the bare child itself.
+    Here they have nothing to do: this process has one thread and forks from its
+    main loop, holding no lock, so there is no other thread's state to clear nor
+    a lock to re-initialise; and the one random generator a connection uses
+    (fault injection's) is made, and seeded from the OS, in the child.
+    """
+    register = os.register_at_fork
+    os.register_at_fork = lambda **hooks: None
+    try:
+        yield
+    finally:
+        os.register_at_fork = register
 
 
 def main(argv: list[str] | None = None) -> None:
     """``CTL LOG COUNTERS REQUESTS ROWS PARENT LEVEL``: descriptors and settings from the main process."""
     ctl_fd, log_fd, counters_fd, requests_fd, rows, parent, level = map(int, argv or sys.argv[1:])
-    from echoserver.processes.children import die_with_parent, set_process_name
+    with no_fork_hooks():
+        import logging
+        import pickle
+        import random  # noqa: F401 - imported here, so that it registers no hook
+
+        from echoserver.backends.base import banner_bytes
+        from echoserver.backends.stream import BlockingConnection  # noqa: F401 - everything a child runs, now
+        from echoserver.net.tls import server_context
+        from echoserver.observability.stats import SlotTable
+        from echoserver.processes.children import die_with_parent, set_process_name
 
     die_with_parent(parent)
     set_process_name(b"echo-forkserver")
-    import logging
-    import pickle
-
     root = logging.getLogger("echoserver")
     root.addHandler(PipeHandler(log_fd).handler)
     root.setLevel(level)
     root.propagate = False
     ctl = socket.socket(fileno=ctl_fd)
     config = pickle.loads(ctl.recv(1 << 16))
-
-    from echoserver.backends.base import banner_bytes
-    from echoserver.net.tls import server_context
-    from echoserver.observability.stats import SlotTable
-
-    owner = Owner(config, server_context(config), banner_bytes(config.banner, config.backend))
+    with no_fork_hooks():
+        tls = server_context(config)  # imports ssl, if TLS is on
+    owner = Owner(config, tls, banner_bytes(config.banner, config.backend))
     ForkServer(ctl, owner, SlotTable(rows, counters_fd), CounterRequests(rows, requests_fd)).run()

@@ -199,7 +199,7 @@ class Supervisor:
 
     def _spawn(self, slot: int) -> None:
         ready_r, ready_w = os.pipe()
-        pid = fork_child(lambda: self._become_worker(ready_w, slot), fork=self._fork, block=HANDLED_SIGNALS,
+        pid = fork_child(lambda: self._become_worker(ready_w, slot), fork=self._fork, block=tuple(HANDLED_SIGNALS),
                          what="worker")
         os.close(ready_w)
         self.workers[pid] = Worker(slot, pid, ready_r, time.monotonic())
