@@ -18,6 +18,7 @@ from echoserver.backends.base import Backend
 from echoserver.config import ConfigError, ServerConfig
 from echoserver.net.tls import server_context
 from echoserver.net.listener import bind_listeners, remove_files, unix_paths
+from echoserver.observability.logs import StatsReporter
 from echoserver.observability.ready import ready_line
 from echoserver.observability.reporting import reporting
 from echoserver.observability.stats import empty
@@ -68,18 +69,26 @@ def serve(config: ServerConfig, *, on_ready: Callable[[tuple], None] | None = No
     files = unix_paths(listeners)
     backend = backend_class(config)
     accepting = threading.Event()
+    reporters: list[StatsReporter] = []
 
     def ready() -> None:
         accepting.set()
         for address in addresses:
             print(ready_line(address, config.backend), file=sys.stderr, flush=True)
+        # The stats line starts with the server, never before its ready line (a backend may
+        # take a moment to start: fork starts its fork server first).
+        if config.stats_interval:
+            reporters.append(StatsReporter(backend.snapshot, config.stats_interval).start())
         if on_ready:
             on_ready(addresses[0])
 
     try:
-        with reporting(config, backend.snapshot, lambda: accepting.is_set() and not backend.stopping):
+        with reporting(config.replace(stats_interval=0), backend.snapshot,
+                       lambda: accepting.is_set() and not backend.stopping):
             backend.run(listeners, ready, handle_signals=True)
     finally:
+        for reporter in reporters:
+            reporter.stop()
         remove_files(files)
     totals = backend.snapshot()
     log.info("stopped: %(accepted)d connections, %(bytes_in)d bytes in, %(bytes_out)d bytes out", totals)
