@@ -9,6 +9,7 @@ never wakes up; its counters and its log lines still reach the main process.
 from __future__ import annotations
 
 import json
+import os
 import signal
 import time
 
@@ -127,3 +128,34 @@ def test_a_connection_process_past_the_grace_period_is_killed(start_server) -> N
     sock.close()
     gone, alive = psutil.wait_procs(everyone, timeout=5)
     assert alive == []
+
+
+class FakeForkServer:
+    """Stands in for the fork server's reports, to replay an exact sequence."""
+
+    def __init__(self, events) -> None:
+        from echoserver.observability.stats import SlotTable
+
+        self.table = SlotTable(4)
+        self._events = events
+
+    def events(self):
+        events, self._events = self._events, []
+        return events
+
+
+def test_a_child_gone_before_the_drain_signals_it_is_still_retired() -> None:
+    """Reports read together: 'forked' and 'exited' for a child that is gone by the time a drain signals it."""
+    from echoserver.backends.fork import ForkPerConnectionBackend
+    from echoserver.config import ServerConfig
+
+    gone = os.fork()
+    if gone == 0:
+        os._exit(0)
+    os.waitpid(gone, 0)
+    backend = ForkPerConnectionBackend(ServerConfig(backend="fork", port=0))
+    backend.forkserver = FakeForkServer([(b"F", 3, gone, 0), (b"X", 3, gone, 0)])
+    backend.rows[3] = 0
+    backend.stopping = True
+    backend._handle_events()
+    assert backend.rows == {} and backend.stats.snapshot()["closed"] == 1

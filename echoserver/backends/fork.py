@@ -123,8 +123,8 @@ class ForkPerConnectionBackend(BlockingBackend):
         for kind, row, pid, status in self.forkserver.events():
             if kind == b"F" and row in self.rows:
                 self.rows[row] = pid
-                if self.stopping:
-                    os.kill(pid, self._kill_signal)
+                if self.stopping:  # forked while we drain: it drains too (it may be gone already)
+                    signal_all([pid], self._kill_signal)
             elif kind == b"X" and row in self.rows:
                 self._retire(row)
             elif kind == b"D":
