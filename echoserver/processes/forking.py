@@ -22,7 +22,8 @@ from pathlib import Path
 
 from echoserver.config import ServerConfig
 from echoserver.observability.stats import SlotTable
-from echoserver.processes.forkserver import MESSAGE, CounterRequests
+from echoserver.processes.forkserver import MESSAGE
+from echoserver.processes.relay import CounterRequests
 
 log = logging.getLogger("echoserver")
 

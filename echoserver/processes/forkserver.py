@@ -14,10 +14,11 @@ socket it sends each accepted socket (``send_fds``) with the row of shared
 counters its child is to use; this process forks, and answers with the child's
 PID, and once it has reaped the child, with its exit status. Children:
 
-* log through :class:`PipeHandler`: one preformatted record per ``write`` to a
-  pipe the main process reads and re-logs in its own format (text or JSON);
+* log through :class:`~echoserver.processes.relay.PipeHandler`: one
+  preformatted record per ``write`` to a pipe the main process reads and
+  re-logs in its own format (text or JSON);
 * count into their row of a shared :class:`~echoserver.observability.stats.SlotTable`,
-  only when asked (SIGUSR1, see :class:`~echoserver.processes.forking.CounterRequests`)
+  only when asked (SIGUSR1, see :class:`~echoserver.processes.relay.CounterRequests`)
   and once at the end: an idle connection never wakes up;
 * drain on SIGTERM (what is already read is echoed, then EOF), and cut the
   connection on a second SIGTERM or when ``--grace`` runs out.
@@ -48,66 +49,6 @@ SIG_UNBLOCK, ITIMER_REAL = int(signal.SIG_UNBLOCK), signal.ITIMER_REAL
 CHILD_SIGNALS = (SIGTERM, SIGINT, SIGUSR1, SIGALRM)
 FD = struct.Struct("=i")
 FD_SPACE = socket.CMSG_SPACE(FD.size)
-
-
-class PipeHandler:
-    """A logging handler that writes each record, formatted here, in one ``write`` to the main process's pipe.
-
-    One write of less than ``PIPE_BUF`` bytes is atomic, so records of
-    concurrent children never interleave; the main process splits on NUL.
-    """
-
-    def __init__(self, fd: int) -> None:
-        import logging
-
-        self.fd = fd
-        self.handler = logging.Handler()
-        self.handler.emit = self.emit
-
-    def emit(self, record) -> None:
-        text = record.getMessage()
-        if record.exc_info:
-            import traceback
-
-            text += "\n" + "".join(traceback.format_exception(*record.exc_info)).rstrip()
-        line = f"{record.levelno} {record.name} {os.getpid()} {text}".replace("\0", " ")
-        try:
-            os.write(self.fd, line.encode(errors="replace")[:4000] + b"\0")
-        except OSError:
-            pass  # the main process is gone: nobody left to tell
-
-
-class CounterRequests:
-    """Counters on demand: the main process asks (a new generation, then SIGUSR1), each child answers.
-
-    A child publishes its counters into its row only when asked and once when it
-    ends, so an idle connection's process sleeps in ``recv`` and never wakes to
-    report (it used to, twice a second). Shared memory, one writer per slot:
-    slot 0 holds the generation asked for, slot ``1 + row`` the last one a row's
-    child answered.
-    """
-
-    _SLOT = struct.Struct("=q")
-
-    def __init__(self, rows: int, fd: int) -> None:
-        import mmap
-
-        size = (rows + 1) * self._SLOT.size
-        if os.fstat(fd).st_size < size:
-            os.ftruncate(fd, size)
-        self.rows = rows
-        self._memory = mmap.mmap(fd, size)
-
-    def ask(self) -> int:
-        generation = self._SLOT.unpack_from(self._memory, 0)[0] + 1
-        self._SLOT.pack_into(self._memory, 0, generation)
-        return generation
-
-    def answer(self, row: int) -> None:
-        self._SLOT.pack_into(self._memory, (1 + row) * self._SLOT.size, self._SLOT.unpack_from(self._memory, 0)[0])
-
-    def answered(self, row: int, generation: int) -> bool:
-        return self._SLOT.unpack_from(self._memory, (1 + row) * self._SLOT.size)[0] >= generation
 
 
 class Owner:
@@ -326,6 +267,7 @@ def main(argv: list[str] | None = None) -> None:
         from echoserver.net.tls import server_context
         from echoserver.observability.stats import SlotTable
         from echoserver.processes.children import die_with_parent, set_process_name
+        from echoserver.processes.relay import CounterRequests, PipeHandler
 
     die_with_parent(parent)
     set_process_name(b"echo-forkserver")
