@@ -159,3 +159,35 @@ def unread_bytes(server_port: int, client_port: int) -> int | None:
     """Bytes the kernel holds for the server's end of a connection that the server has not read yet."""
     found = server_socket(server_port, client_port)
     return found and found[0]
+
+
+FORK_SERVER_NAME = "echo-forkserver"  # what the fork backend's fork server calls itself (prctl PR_SET_NAME)
+
+
+def connection_processes(pid: int) -> list:
+    """The live processes serving connections under server ``pid`` (fork backend): its descendants,
+    less its fork server and any zombie (dead, waiting to be reaped: see :func:`zombies`)."""
+    import psutil
+
+    found = []
+    for child in psutil.Process(pid).children(recursive=True):
+        try:
+            if child.name() != FORK_SERVER_NAME and child.status() != psutil.STATUS_ZOMBIE:
+                found.append(child)
+        except psutil.NoSuchProcess:
+            pass
+    return found
+
+
+def zombies(pid: int) -> list:
+    """Descendants of ``pid`` that have exited and that nobody has reaped."""
+    import psutil
+
+    found = []
+    for child in psutil.Process(pid).children(recursive=True):
+        try:
+            if child.status() == psutil.STATUS_ZOMBIE:
+                found.append(child.pid)
+        except psutil.NoSuchProcess:
+            pass
+    return found

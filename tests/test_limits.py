@@ -11,7 +11,8 @@ import time
 import psutil
 import pytest
 
-from support import connect, echo_once, recv_exactly, recv_until_eof, stalled_writer, unread_bytes, wait_for
+from support import (connect, connection_processes, echo_once, recv_exactly, recv_until_eof, stalled_writer,
+                     unread_bytes, wait_for)
 
 MiB = 1 << 20
 
@@ -188,8 +189,8 @@ def test_fork_children_do_not_outlive_a_killed_parent(start_server) -> None:
     server = start_server("--backend", "fork")
     sock = connect(server.address)
     echo_via(sock, b"x")
-    children = psutil.Process(server.pid).children()
-    assert len(children) == 1
+    children = psutil.Process(server.pid).children(recursive=True)  # the fork server and the connection's process
+    assert len(connection_processes(server.pid)) == 1
     server.signal(signal.SIGKILL)
     server.proc.wait(5)
     gone, alive = psutil.wait_procs(children, timeout=10)
