@@ -25,6 +25,9 @@ Each variant runs in a fresh interpreter (the one given by --python, default thi
 one), rounds alternate serial and parallel runs, and the median ratio is printed.
 
     python bench/ft_scaling.py --python ~/.cache/echoserver/python/3.13.15t/bin/python3.13t
+
+On a machine whose cores other work keeps busy ("cores busy" well under 2), run it under
+`chrt -f 10` so that the two threads really run at the same time.
 """
 from __future__ import annotations
 
