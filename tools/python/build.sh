@@ -136,6 +136,11 @@ log "source packages listed, newest first: ${versions[*]}"
 orig=
 for candidate in "${versions[@]}"; do
     upstream=${candidate#*=}; upstream=${upstream%-*}; upstream=${upstream#*:}
+    if [[ -f $ROOT/${upstream}t/.complete ]] && py=$(interpreter "$ROOT/${upstream}t") && verify "$py" 2>/dev/null; then
+        log "$candidate, the newest source the mirror serves, is built already: reusing $py"
+        printf '%s\n' "$py"
+        exit 0
+    fi
     existing=("$ROOT/src/${candidate%%=*}_$upstream.orig.tar."*)
     if [[ -f ${existing[0]} ]]; then
         orig=${existing[0]}
