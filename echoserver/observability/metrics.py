@@ -27,6 +27,7 @@ from prometheus_client.exposition import ThreadingWSGIServer
 from wsgiref.simple_server import WSGIServer
 
 from echoserver.net.listener import BindError
+from echoserver.observability.gil import gil_enabled
 from echoserver.observability.stats import ERROR_KINDS, FAULT_KINDS
 
 log = logging.getLogger("echoserver.metrics")
@@ -74,6 +75,8 @@ class EchoCollector:
                                 "Resident memory of the server's processes.", value=rss)
         yield GaugeMetricFamily("echoserver_processes", "Processes the server runs now.", value=count)
         yield InfoMetricFamily("echoserver", "The server's backend.", value={"backend": self.backend})
+        yield GaugeMetricFamily("echoserver_gil_enabled", "1 while the GIL is on (always, on a default build), "
+                                "0 on a free-threaded build running without it.", value=int(gil_enabled()))
 
 
 def _process_tree(pid: int) -> tuple[float, int, int]:
