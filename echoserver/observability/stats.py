@@ -14,6 +14,7 @@ needed; the process that reports (the fork parent, the supervisor) sums rows.
 from __future__ import annotations
 
 import mmap
+import os
 import struct
 import threading
 from dataclasses import dataclass
@@ -118,9 +119,20 @@ class SlotTable:
 
     _ROW = struct.Struct(f"={len(FIELDS)}q")
 
-    def __init__(self, rows: int) -> None:
+    def __init__(self, rows: int, fd: int | None = None) -> None:
         self.rows = rows
-        self._memory = mmap.mmap(-1, max(1, rows) * self._ROW.size)  # anonymous and MAP_SHARED
+        self.fd = fd
+        size = max(1, rows) * self._ROW.size
+        # Anonymous and MAP_SHARED, or a file's pages when given one (see in_memory_file).
+        self._memory = mmap.mmap(-1, size) if fd is None else mmap.mmap(fd, size)
+
+    @classmethod
+    def in_memory_file(cls, rows: int) -> "SlotTable":
+        """A table backed by a memfd, for writers that inherit descriptors but no mappings:
+        subinterpreters, which map the same pages with ``SlotTable(rows, fd=table.fd)``."""
+        fd = os.memfd_create("echoserver-counters", os.MFD_CLOEXEC)
+        os.ftruncate(fd, max(1, rows) * cls._ROW.size)
+        return cls(rows, fd)
 
     def write(self, row: int, values: dict) -> None:
         self._ROW.pack_into(self._memory, row * self._ROW.size, *(values[name] for name in FIELDS))
