@@ -43,7 +43,8 @@ CONTEXT = {"help_option_names": ["-h", "--help"], "show_default": True, "max_con
 @click.option("--warmup", type=float, default=None, help="Seconds run but not counted  [default: 1, 0 with --requests]")
 @click.option("-s", "--size", type=int, default=64, help="Bytes per message.")
 @click.option("--payload", type=click.Choice(PAYLOADS), default="random",
-              help="ascii: letters and digits, each message ending in a newline (works with --handler line).")
+              help="ascii: letters and digits, each message ending in a newline (works with --handler line); "
+                   "marked: ascii, each message starting with '!' (heavy work for a server with --cpu-work-on marked).")
 @click.option("--pipeline", type=int, default=1, help="Messages in flight per connection (closed loop).")
 @click.option("--rate", type=float, default=0.0, help="Open loop: messages/s in total, latency from intended send times.")
 @click.option("--connect-timeout", type=float, default=5.0, help="Seconds a connect may take.")
