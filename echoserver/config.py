@@ -7,9 +7,11 @@ one-line usage error, the Python API lets it propagate.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 HANDLERS = ("echo", "upper", "line")
+CPU_WORK_ON = ("all", "marked")
+HEAVY_MARKER = b"!"  # first byte of a message that asks for --cpu-work under --cpu-work-on marked
 PROXY_MODES = ("off", "optional", "required")
 
 KiB = 1024
@@ -71,6 +73,12 @@ class ServerConfig:
     stats_interval: float = 0.0  # seconds between stats log lines, 0: none
     # Accepting processes (1: no supervisor); each runs the backend on the one shared listener.
     workers: int = 1
+    interpreters: int = field(default=0, metadata={"help": (
+        "interpreters backend: subinterpreters accepting on the one listener, each with its own GIL "
+        "(0: one per available CPU).")})
+    cpu_work_on: str = field(default="all", metadata={"help": (
+        f"Which messages get --cpu-work: all, or marked: only those whose first byte is {HEAVY_MARKER.decode()!r} "
+        "(the mixed scenario: a few heavy clients among many light ones, told apart per message).")})
 
     def __post_init__(self) -> None:
         _check(self.port, 0, 65535, "port")
@@ -107,6 +115,9 @@ class ServerConfig:
         if self.metrics_port is not None:
             _check(self.metrics_port, 0, 65535, "metrics_port")
         _check(self.stats_interval, 0, 86400, "stats_interval")
+        _check(self.interpreters, 0, MAX_WORKERS, "interpreters")
+        if self.cpu_work_on not in CPU_WORK_ON:
+            raise ConfigError("cpu_work_on", f"choose one of {', '.join(CPU_WORK_ON)}")
         if not 1 <= self.workers <= MAX_WORKERS:
             raise ConfigError("workers", f"must be at least 1 and at most {MAX_WORKERS} (auto: one per available CPU), got {self.workers}")
 

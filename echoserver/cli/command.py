@@ -9,7 +9,7 @@ import click
 
 from echoserver import backends
 from echoserver.cli.usage import fail
-from echoserver.config import HANDLERS, ConfigError, ServerConfig
+from echoserver.config import CPU_WORK_ON, HANDLERS, ConfigError, ServerConfig
 from echoserver.observability.logs import setup_logging
 
 _UNITS = {"": 1, "b": 1, "k": 1 << 10, "kib": 1 << 10, "kb": 1000, "m": 1 << 20, "mib": 1 << 20,
@@ -71,17 +71,22 @@ DEFAULTS = ServerConfig()
 def _list_backends(ctx: click.Context, param: click.Parameter, value: bool) -> None:
     if not value or ctx.resilient_parsing:
         return
+    from echoserver.observability.gil import describe
+
     for spec in backends.REGISTRY.values():
-        state = "available" if spec.available else "missing  "
+        state = "available  " if spec.available else "unavailable"
         note = "" if spec.available else f"  [{spec.why_unavailable()}]"
-        click.echo(f"{spec.name:<11} {state}  {spec.summary}{note}")
+        click.echo(f"{spec.name:<12} {state}  {spec.summary}{note}")
+    python = describe()
+    build = "free-threaded build" if python["free_threaded"] else "default build"
+    click.echo(f"python: {python['version']} ({build}), GIL {'on' if python['gil'] else 'off'}")
     ctx.exit(0)
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"], "show_default": True,
                                  "max_content_width": 100})
 @click.option("-b", "--backend", default=DEFAULTS.backend, show_envvar=True, metavar="NAME",
-              help="Concurrency model: thread, threadpool, fork, gevent, asyncio, uvloop (see --list-backends).")
+              help="Concurrency model: " + ", ".join(backends.REGISTRY) + " (see --list-backends).")
 @click.option("--host", default=DEFAULTS.host, show_envvar=True,
               help="Address to listen on; 0.0.0.0 or :: exposes the server to the network.")
 @click.option("-p", "--port", type=int, default=DEFAULTS.port, show_envvar=True,
@@ -117,6 +122,10 @@ def _list_backends(ctx: click.Context, param: click.Parameter, value: bool) -> N
               help="Processes accepting on the one listening socket, each running the backend, under a supervisor "
                    "that restarts them; auto: one per available CPU. With fork: N accepting processes that each "
                    "fork per connection.")
+@click.option("--interpreters", type=WorkerCount(), default=DEFAULTS.interpreters, show_envvar=True, metavar="N|auto",
+              help=ServerConfig.__dataclass_fields__["interpreters"].metadata["help"])
+@click.option("--cpu-work-on", type=click.Choice(CPU_WORK_ON), default=DEFAULTS.cpu_work_on, show_envvar=True,
+              help=ServerConfig.__dataclass_fields__["cpu_work_on"].metadata["help"])
 @click.option("--tls-cert", default="", show_envvar=True, metavar="FILE", help="Serve TLS with this certificate (PEM).")
 @click.option("--tls-key", default="", show_envvar=True, metavar="FILE", help="The certificate's private key (PEM).")
 @click.option("--tls-client-ca", default="", show_envvar=True, metavar="FILE",
