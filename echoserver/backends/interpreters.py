@@ -26,6 +26,7 @@ import dataclasses
 import logging
 import os
 import select
+import signal
 import socket
 import threading
 import time
@@ -58,7 +59,12 @@ class SubinterpreterBackend(Backend):
         self.table = SlotTable.in_memory_file(self.count)
         self._controls: list[socket.socket] = []
         self._errors: list[str] = []
+        self._ended: list[int] = []  # rows whose interpreter is gone (list.append is atomic)
         self.tokens = _token_pipe(config.max_connections) if config.max_connections else None
+        # What the main thread sleeps on: an interpreter ending, or a signal. A signal may be
+        # delivered to any thread, and only a wake-up fd makes it end the main thread's wait.
+        self._woken_r, self._woken_w = socket.socketpair()
+        self._woken_w.setblocking(False)
 
     def snapshot(self) -> dict:
         return add(self.stats.snapshot(), self.table.total())
@@ -81,6 +87,7 @@ class SubinterpreterBackend(Backend):
         self._controls = [ours for ours, _ in pairs]
         if handle_signals:
             self.install_signal_handlers()
+            signal.set_wakeup_fd(self._woken_w.fileno(), warn_on_full_buffer=False)
         try:
             for thread in threads:
                 thread.start()
@@ -88,14 +95,17 @@ class SubinterpreterBackend(Backend):
                 listener.close()  # every interpreter holds its own duplicate; closing those stops accepting
             if self._wait_until_accepting(threads):
                 ready()
-            for thread in threads:
-                thread.join()  # a signal still interrupts this, and its handler runs
+            while len(self._ended) < len(threads):
+                select.select([self._woken_r], [], [])  # signal handlers run as this returns
+                self._woken_r.recv(4096)
         finally:
-            self.stop(force=True)  # no-op if all ended; otherwise bring the rest down
+            self.stop(force=True)  # nothing left to stop if all ended; otherwise bring the rest down
             for thread in threads:
                 thread.join()
-            for control in self._controls:
-                control.close()
+            if handle_signals:
+                signal.set_wakeup_fd(-1)
+            for sock in (*self._controls, self._woken_r, self._woken_w):
+                sock.close()
             for fd in (self.table.fd, *(self.tokens or ())):
                 os.close(fd)
         if self._errors:
@@ -132,7 +142,11 @@ class SubinterpreterBackend(Backend):
             self._errors.append(f"subinterpreter {row}: {failure}")
             log.error("subinterpreter %d failed:\n%s", row, failure)
             self.stop()
-
+        self._ended.append(row)
+        try:
+            self._woken_w.send(b"\0")  # the main thread counts who is left
+        except OSError:
+            pass  # it is awake already
 
 def run_in_new_interpreter(code: str) -> str | None:
     """Run ``code`` in a fresh isolated subinterpreter (its own GIL) in this thread; its traceback if it raised."""
