@@ -12,8 +12,7 @@ The machine is shared and small, so figures move: every scenario is run
 runs each backend's interpreters back to back), and the tables give medians
 over rounds; every round's echo-bench output is kept under OUT/rounds/.
 
-    python bench/gil.py --ft ~/.cache/echoserver/python/3.13.15t/bin/python3.13t-venv/bin/python \\
-        --classic .venv/bin/python --rounds 3 --out bench/results/gil
+    python bench/gil.py --ft .venv-ft/bin/python --classic .venv/bin/python --rounds 3 --out bench/results/gil
 
 ``--ft`` and ``--classic`` must be interpreters with echoserver installed (venvs).
 """
@@ -32,6 +31,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from gil_memory import memory_table  # noqa: E402 - a sibling script, not a package
 
 SCENARIOS = ("cpu", "echo", "mixed")
+
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def compile_package(python: str) -> None:
+    """Write .pyc files for that interpreter first. On 3.13t a module compiled from source at import
+    (no .pyc: an editable install, PYTHONDONTWRITEBYTECODE=1) keeps mortal constants, and threads
+    running the same loop then contend on their reference counts: docs/free-threading.md."""
+    subprocess.run([*shlex.split(python), "-m", "compileall", "-q", str(ROOT / "echoserver"), str(ROOT / "clients")],
+                   check=True, stdout=subprocess.DEVNULL)
 
 
 def available(python: str) -> list[str]:
@@ -64,7 +74,7 @@ def run_round(scenario: str, index: int, calls, args, out: Path) -> list[dict]:
     runs = []
     for call, (bench_args, pythons) in enumerate(calls):
         folder = out / "rounds" / f"{scenario}-{index}-{call}"
-        command = ["echo-bench", "--scenario", scenario, *bench_args, *(a for p in pythons for a in ("--python", p)),
+        command = [*args.prefix, "echo-bench", "--scenario", scenario, *bench_args, *(a for p in pythons for a in ("--python", p)),
                    "-d", str(args.duration), "--warmup", str(args.warmup), "--no-chart", "--out", str(folder)]
         print("$", shlex.join(command), file=sys.stderr, flush=True)
         subprocess.run(command, stdout=subprocess.DEVNULL, check=False)
@@ -163,6 +173,43 @@ def _labels(table: dict[str, dict]) -> tuple[str, str, str]:
     return ft, f"{ft}+gil", classic
 
 
+def chart(tables: dict[str, dict], path: Path) -> str:
+    """One picture: CPU-bound throughput (left) and the tiny clients' p99 beside a heavy one (right)."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return "(no chart: matplotlib is not installed)"
+    panels = [name for name in ("cpu", "mixed") if name in tables]
+    if not panels:
+        return ""
+    figure, axes = plt.subplots(1, len(panels), figsize=(7 * len(panels), 4.8), constrained_layout=True, squeeze=False)
+    for axis, name in zip(axes[0], panels):
+        table = tables[name]
+        labels = list(table)
+        colours = ["#4C72B0" if label.endswith("t") else "#DD8452" if label.endswith("+gil") else "#55A868"
+                   for label in labels]
+        if name == "cpu":
+            values = [table[label]["msgs_per_s"] or 0 for label in labels]
+            axis.set_title("cpu: 8 clients, 5,000 iterations per message")
+            axis.set_ylabel("messages / s (higher is better)")
+        else:
+            values = [table[label]["p99_ratio"] or 0 for label in labels]
+            axis.set_title("mixed: tiny clients' p99 beside one heavy client, over alone")
+            axis.set_ylabel("p99 loaded / alone (lower is better)")
+            axis.set_yscale("log")
+            axis.axhline(2.0, color="grey", linestyle="--", linewidth=1)
+        bars = axis.bar(labels, values, color=colours)
+        axis.bar_label(bars, labels=[f"{v:,.0f}" if name == "cpu" else f"{v:,.1f}x" for v in values], fontsize=7)
+        axis.tick_params(axis="x", rotation=60, labelsize=8)
+    figure.suptitle("blue: free-threaded, GIL off; orange: same binary, -X gil=1; green: default build")
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return f"![cpu and mixed]({path.name})"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--ft", required=True, help="a free-threaded interpreter with echoserver installed")
@@ -172,7 +219,11 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, default=1.0)
     parser.add_argument("--only", default=",".join(SCENARIOS + ("memory",)))
     parser.add_argument("--out", type=Path, default=Path("bench/results/gil"))
+    parser.add_argument("--realtime", action="store_true",
+                        help="run echo-bench (servers and clients) under chrt -f 10: on a machine whose cores "
+                             "other jobs keep busy, the only way the threads get two cores; keep such runs short")
     args = parser.parse_args()
+    args.prefix = ["chrt", "-f", "10"] if args.realtime else []
     chosen = args.only.split(",")
     args.out.mkdir(parents=True, exist_ok=True)
     lines = ["# The GIL switched off: free-threaded CPython and subinterpreters beside the other models", "",
@@ -180,14 +231,18 @@ def main() -> None:
              "Medians over rounds on a shared 2-core machine (other jobs ran at the same time: the absolute figures "
              "move, the ratios of back-to-back runs move less). Each round's raw echo-bench output is under rounds/.",
              ""]
+    for python in (args.ft, args.classic):
+        compile_package(python)
+    tables = {}
     for scenario in (s for s in SCENARIOS if s in chosen):
         calls = plan(scenario, args.ft, args.classic)
         rounds = [run_round(scenario, i, calls, args, args.out) for i in range(args.rounds)]
-        table = medians(rounds)
+        tables[scenario] = table = medians(rounds)
         section = report(scenario, table)
         print("\n".join(section), flush=True)
         lines += section
         (args.out / f"{scenario}.json").write_text(json.dumps(table, indent=2) + "\n")
+    lines += [chart(tables, args.out / "gil.png"), ""]
     if "memory" in chosen:
         section = memory_table(args.ft, args.classic)
         print("\n".join(section), flush=True)
