@@ -37,7 +37,7 @@ def test_this_interpreter_is_described_as_it_is() -> None:
     assert facts["label"].startswith("{}.{}".format(*sys.version_info[:2]))
 
 
-def test_a_backend_too_new_for_this_python_is_unavailable_with_the_reason(monkeypatch) -> None:
+def test_a_backend_too_new_for_this_python_is_unavailable_with_the_reason() -> None:
     spec = BackendSpec("future", "x:Y", "", min_python=(99, 0))
     assert not spec.available
     assert spec.why_unavailable() == "needs Python 99.0 or newer; this is {}.{}".format(*sys.version_info[:2])
@@ -112,7 +112,7 @@ def test_the_mixed_scenario_measures_tiny_clients_alone_and_beside_heavy_ones(tm
     assert int(row["messages"]) > 0 and row["errors"] == "none"
     assert float(row["alone_p99_us"]) > 0 and float(row["heavy_msgs_per_s"]) > 0
     assert float(row["p99_loaded_over_alone"]) == pytest.approx(float(row["p99_us"]) / float(row["alone_p99_us"]),
-                                                                rel=0.01)
+                                                                abs=0.006)  # rounded to 2 places
 
 
 @pytest.mark.freethreaded
