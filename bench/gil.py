@@ -222,8 +222,15 @@ def main() -> None:
     parser.add_argument("--realtime", action="store_true",
                         help="run echo-bench (servers and clients) under chrt -f 10: on a machine whose cores "
                              "other jobs keep busy, the only way the threads get two cores; keep such runs short")
+    parser.add_argument("--chart-from", nargs="+", type=Path, metavar="DIR",
+                        help="only draw OUT/gil.png from the cpu.json and mixed.json earlier runs left in these folders")
     args = parser.parse_args()
     args.prefix = ["chrt", "-f", "10"] if args.realtime else []
+    if args.chart_from:
+        tables = {path.stem: json.loads(path.read_text()) for folder in args.chart_from
+                  for path in folder.glob("*.json") if path.stem in ("cpu", "mixed")}
+        print(chart(tables, args.out / "gil.png"))
+        return
     chosen = args.only.split(",")
     args.out.mkdir(parents=True, exist_ok=True)
     lines = ["# The GIL switched off: free-threaded CPython and subinterpreters beside the other models", "",

@@ -151,7 +151,7 @@ class SubinterpreterBackend(Backend):
 def run_in_new_interpreter(code: str) -> str | None:
     """Run ``code`` in a fresh isolated subinterpreter (its own GIL) in this thread; its traceback if it raised."""
     try:
-        from concurrent import interpreters  # 3.14+
+        from concurrent import interpreters  # type: ignore[attr-defined,unused-ignore]  # 3.14+
     except ImportError:
         import _interpreters  # 3.13: the module PEP 734's backport wraps
 
