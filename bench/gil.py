@@ -100,6 +100,9 @@ def medians(rounds: list[list[dict]]) -> dict[str, dict]:
             "p99_ratio": pick(lambda r: _ratio(r["latency_us"]["p99"],
                                                ((r.get("unloaded") or {}).get("latency_us") or {}).get("p99"))),
             "cpu_percent": pick(lambda r: (r.get("server") or {}).get("cpu_percent")),
+            # What one message cost the server in CPU time, whether or not the client kept it busy.
+            "cpu_us_per_msg": pick(lambda r: _ratio((r.get("server") or {}).get("cpu_percent", 0) * 1e4,
+                                                    r["msgs_per_s"])),
             "python": (good or runs)[0].get("server_python"),
         }
     return table
@@ -126,9 +129,10 @@ def report(scenario: str, table: dict[str, dict]) -> list[str]:
         lines += [f"| {label} | {_f(t['p50'])} | {_f(t['p99'])} | {_f(t['p999'])} | {_f(t['alone_p99'])} | "
                   f"{_f(t['p99_ratio'], 2)} | {t['rounds']}{_left_out(t)} |" for label, t in table.items()]
     else:
-        lines += ["| run | msg/s | p50 us | p99 us | server CPU % | rounds |", "|---|---:|---:|---:|---:|---:|"]
+        lines += ["| run | msg/s | p50 us | p99 us | server CPU % | server CPU us/msg | rounds |",
+                  "|---|---:|---:|---:|---:|---:|---:|"]
         lines += [f"| {label} | {_f(t['msgs_per_s'])} | {_f(t['p50'])} | {_f(t['p99'])} | {_f(t['cpu_percent'])} | "
-                  f"{t['rounds']}{_left_out(t)} |" for label, t in table.items()]
+                  f"{_f(t.get('cpu_us_per_msg'), 1)} | {t['rounds']}{_left_out(t)} |" for label, t in table.items()]
     return lines + [""] + ratios(scenario, table) + [""]
 
 
@@ -154,11 +158,13 @@ def ratios(scenario: str, table: dict[str, dict]) -> list[str]:
         ratio("subinterpreters, GIL off vs on", f"interpreters@{ft}", f"interpreters@{gil}")
         ratio("fork vs thread (3.11)", f"fork@{classic}", f"thread@{classic}")
         ratio("--workers 2 vs thread (3.11)", f"thread-workers2@{classic}", f"thread@{classic}")
-    elif scenario == "echo":
+    elif scenario == "echo":  # the price of a message: server CPU time per message, not throughput
+        cost = lambda label: (table.get(label) or {}).get("cpu_us_per_msg")  # noqa: E731
         for backend in backends:
-            if f"{backend}@{ft}" in table:
-                ratio(f"{backend}, GIL off vs on", f"{backend}@{ft}", f"{backend}@{gil}")
-                ratio(f"{backend}, free-threaded vs {classic}", f"{backend}@{ft}", f"{backend}@{classic}")
+            for other in (gil, classic):
+                a, b = f"{backend}@{ft}", f"{backend}@{other}"
+                if a in table and b in table:
+                    lines.append(f"- {backend}: CPU per message `{a}` / `{b}` = **{_f(_ratio(cost(a), cost(b)), 2)}x**")
     else:
         for label, t in table.items():
             goal = " (goal <= 2x)" if label == f"thread@{ft}" else ""
@@ -210,6 +216,14 @@ def chart(tables: dict[str, dict], path: Path) -> str:
     return f"![cpu and mixed]({path.name})"
 
 
+def rounds_on_disk(out: Path, scenario: str) -> list[list[dict]]:
+    """The runs of every round an earlier invocation left under OUT/rounds/, grouped by round."""
+    grouped: dict[str, list[dict]] = {}
+    for path in sorted((out / "rounds").glob(f"{scenario}-*-*/results.json")):
+        grouped.setdefault(path.parent.name.split("-")[1], []).extend(json.loads(path.read_text())["runs"])
+    return list(grouped.values())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--ft", required=True, help="a free-threaded interpreter with echoserver installed")
@@ -222,6 +236,8 @@ def main() -> None:
     parser.add_argument("--realtime", action="store_true",
                         help="run echo-bench (servers and clients) under chrt -f 10: on a machine whose cores "
                              "other jobs keep busy, the only way the threads get two cores; keep such runs short")
+    parser.add_argument("--report-only", action="store_true",
+                        help="run nothing: recompute the tables from the rounds already under OUT/rounds/")
     parser.add_argument("--chart-from", nargs="+", type=Path, metavar="DIR",
                         help="only draw OUT/gil.png from the cpu.json and mixed.json earlier runs left in these folders")
     args = parser.parse_args()
@@ -238,12 +254,15 @@ def main() -> None:
              "Medians over rounds on a shared 2-core machine (other jobs ran at the same time: the absolute figures "
              "move, the ratios of back-to-back runs move less). Each round's raw echo-bench output is under rounds/.",
              ""]
-    for python in (args.ft, args.classic):
+    for python in (args.ft, args.classic) if not args.report_only else ():
         compile_package(python)
     tables = {}
     for scenario in (s for s in SCENARIOS if s in chosen):
-        calls = plan(scenario, args.ft, args.classic)
-        rounds = [run_round(scenario, i, calls, args, args.out) for i in range(args.rounds)]
+        if args.report_only:
+            rounds = rounds_on_disk(args.out, scenario)
+        else:
+            calls = plan(scenario, args.ft, args.classic)
+            rounds = [run_round(scenario, i, calls, args, args.out) for i in range(args.rounds)]
         tables[scenario] = table = medians(rounds)
         section = report(scenario, table)
         print("\n".join(section), flush=True)
@@ -251,7 +270,9 @@ def main() -> None:
         (args.out / f"{scenario}.json").write_text(json.dumps(table, indent=2) + "\n")
     lines += [chart(tables, args.out / "gil.png"), ""]
     if "memory" in chosen:
-        section = memory_table(args.ft, args.classic)
+        memory = args.out / "memory.md"
+        section = memory.read_text().splitlines() if args.report_only else memory_table(args.ft, args.classic)
+        memory.write_text("\n".join(section) + "\n")
         print("\n".join(section), flush=True)
         lines += section
     (args.out / "README.md").write_text("\n".join(lines) + "\n")
