@@ -178,10 +178,12 @@ def _token_pipe(limit: int) -> tuple[int, int]:
     read_end, write_end = os.pipe()
     os.set_blocking(read_end, False)
     os.set_blocking(write_end, False)
-    try:
-        fcntl.fcntl(write_end, fcntl.F_SETPIPE_SZ, limit)
-    except OSError:
-        pass  # above /proc/sys/fs/pipe-max-size: the write below says whether it fits anyway
+    for size in (limit, 1 << 20):  # the default /proc/sys/fs/pipe-max-size is 1 MiB
+        try:
+            fcntl.fcntl(write_end, fcntl.F_SETPIPE_SZ, size)
+            break
+        except OSError:
+            continue  # the write below says whether the limit fits anyway
     try:
         written = os.write(write_end, b"t" * limit)
     except BlockingIOError:
