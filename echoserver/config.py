@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 HANDLERS = ("echo", "upper", "line")
+CPU_WORK_ON = ("all", "marked")
+HEAVY_MARKER = b"!"  # first byte of a message that asks for --cpu-work under --cpu-work-on marked
 PROXY_MODES = ("off", "optional", "required")
 
 KiB = 1024
@@ -100,6 +102,11 @@ class ServerConfig:
     metrics_host: str = option("127.0.0.1", "Address of the metrics endpoint.")
     stats_interval: float = option(0.0, "Log connection, message and byte rates every S seconds (0: never).",
                                    metavar="S")
+    interpreters: int = option(0, "interpreters backend: subinterpreters accepting on the one listener, each with its "
+                                  "own GIL (0: one per available CPU).", type="workers", metavar="N|auto")
+    cpu_work_on: str = option("all", f"Which messages get --cpu-work: all, or marked: only those whose first byte is "
+                                     f"{HEAVY_MARKER.decode()!r} (the mixed scenario: a few heavy clients among many light "
+                                     "ones, told apart per message).", choices=CPU_WORK_ON)
 
     def __post_init__(self) -> None:
         _check(self.port, 0, 65535, "port")
@@ -136,6 +143,9 @@ class ServerConfig:
         if self.metrics_port is not None:
             _check(self.metrics_port, 0, 65535, "metrics_port")
         _check(self.stats_interval, 0, 86400, "stats_interval")
+        _check(self.interpreters, 0, MAX_WORKERS, "interpreters")
+        if self.cpu_work_on not in CPU_WORK_ON:
+            raise ConfigError("cpu_work_on", f"choose one of {', '.join(CPU_WORK_ON)}")
         if not 1 <= self.workers <= MAX_WORKERS:
             raise ConfigError("workers", f"must be at least 1 and at most {MAX_WORKERS} (auto: one per available CPU), got {self.workers}")
 

@@ -13,21 +13,30 @@ import subprocess
 import sys
 import threading
 import time
+from typing import Sequence
 
-from echoserver.observability.ready import parse_ready_line
+from echoserver.observability.ready import parse_gil, parse_ready_line
 
 
 class ServerProcess:
-    """``with ServerProcess("--backend", "gevent") as server: connect(server.address)``."""
+    """``with ServerProcess("--backend", "gevent") as server: connect(server.address)``.
 
-    def __init__(self, *args: str, env: dict | None = None, ready_timeout: float = 20.0) -> None:
-        self.args = [sys.executable, "-m", "echoserver", "--port", "0", *args]
+    ``python`` runs the server under another interpreter (with its own options,
+    e.g. ``["/opt/py/bin/python3.13t", "-X", "gil=1"]``); it must have echoserver
+    installed. ``gil`` is what its ready line said: ``"on"``/``"off"`` on a
+    free-threaded build, ``None`` elsewhere.
+    """
+
+    def __init__(self, *args: str, env: dict | None = None, ready_timeout: float = 20.0,
+                 python: Sequence[str] | None = None) -> None:
+        self.args = [*(python or [sys.executable]), "-m", "echoserver", "--port", "0", *args]
         self.env = {**os.environ, **(env or {})}
         self.ready_timeout = ready_timeout
         self.lines: list[str] = []
         self.host = ""
         self.port = 0
         self.backend = ""
+        self.gil: str | None = None
         self._ready = threading.Event()
         self.proc: subprocess.Popen | None = None
 
@@ -63,6 +72,7 @@ class ServerProcess:
                 found = parse_ready_line(line)
                 if found:
                     self.host, self.port, self.backend = found
+                    self.gil = parse_gil(line)
                     self._ready.set()
 
     def signal(self, signum: int = signal.SIGTERM) -> None:

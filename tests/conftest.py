@@ -1,7 +1,16 @@
-"""Shared fixtures: every backend-parametrised test runs once per installed backend."""
+"""Shared fixtures: every backend-parametrised test runs once per installed backend.
+
+``ECHOSERVER_TEST_PYTHON`` (an interpreter, with options: ``"/venv-ft/bin/python -X gil=1"``)
+makes the server-starting fixtures run servers under that interpreter instead of
+this one, and asks it which backends it can run; ``pytest -m freethreaded`` so
+runs the conformance tests against a free-threaded build (see docs/gil.md).
+"""
 
 from __future__ import annotations
 
+import os
+import shlex
+import subprocess
 from collections.abc import Iterator
 
 import pytest
@@ -10,14 +19,33 @@ from echoserver.backends import REGISTRY
 from echoserver.spawn import ServerProcess
 
 BACKENDS = list(REGISTRY)
+SERVER_PYTHON = shlex.split(os.environ.get("ECHOSERVER_TEST_PYTHON", ""))
+
+
+def _unavailable_under(python: list[str]) -> dict[str, str]:
+    """``{backend: reason}`` as that interpreter's ``--list-backends`` says; a broken one fails loudly."""
+    proc = subprocess.run([*python, "-m", "echoserver", "--list-backends"], capture_output=True, text=True,
+                          timeout=60)
+    if proc.returncode != 0:
+        raise pytest.UsageError(f"ECHOSERVER_TEST_PYTHON={shlex.join(python)} cannot run echoserver:\n"
+                                f"{proc.stderr.strip()}")
+    reasons = {}
+    for line in proc.stdout.splitlines():
+        name, _, rest = line.partition(" ")
+        if name in REGISTRY and rest.split()[0] == "unavailable":
+            reasons[name] = rest.partition("  [")[2][:-1]
+    return reasons
+
+
+UNAVAILABLE = (_unavailable_under(SERVER_PYTHON) if SERVER_PYTHON else
+               {name: spec.why_unavailable() for name, spec in REGISTRY.items() if not spec.available})
 
 
 def backend_params() -> list:
-    """Every registered backend; one whose package is missing is skipped, visibly."""
+    """Every registered backend; one the server's interpreter cannot run is skipped, visibly."""
     return [
-        pytest.param(name, id=name, marks=() if spec.available else
-                     pytest.mark.skip(reason=spec.why_unavailable()))
-        for name, spec in REGISTRY.items()
+        pytest.param(name, id=name, marks=pytest.mark.skip(reason=UNAVAILABLE[name]) if name in UNAVAILABLE else ())
+        for name in REGISTRY
     ]
 
 
@@ -34,11 +62,23 @@ def backend(request) -> str:
 
 
 @pytest.fixture
+def served_backend():
+    """``served_backend(name)``: the name, or a visible skip if the servers' interpreter cannot run it."""
+    def check(name: str) -> str:
+        if name in UNAVAILABLE:
+            pytest.skip(UNAVAILABLE[name])
+        return name
+
+    return check
+
+
+@pytest.fixture
 def start_server():
     """``start_server("--backend", name, ...)`` -> a ready :class:`ServerProcess`, stopped after the test."""
     started: list[ServerProcess] = []
 
     def start(*args: str, **kwargs) -> ServerProcess:
+        kwargs.setdefault("python", SERVER_PYTHON or None)
         server = ServerProcess(*args, **kwargs).start()
         started.append(server)
         return server

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import platform
 import shutil
 import socket
+import sysconfig
 
 import pytest
 
@@ -89,9 +91,16 @@ def test_environment_values_are_validated_too() -> None:
 def test_list_backends_says_which_are_available() -> None:
     result = run_cli("--list-backends")
     assert result.returncode == 0
-    names = [line.split()[0] for line in result.stdout.splitlines()]
-    assert names == list(REGISTRY)
-    assert all(line.split()[1] in ("available", "missing") for line in result.stdout.splitlines())
+    *rows, python = result.stdout.splitlines()
+    assert [line.split()[0] for line in rows] == list(REGISTRY)
+    for line, spec in zip(rows, REGISTRY.values()):
+        assert line.split()[1] == ("available" if spec.available else "unavailable")
+        assert spec.available or f"[{spec.why_unavailable()}]" in line
+    # The interpreter and its GIL state, read the way the ready line reads them.
+    if not sysconfig.get_config_var("Py_GIL_DISABLED"):
+        assert python == f"python: {platform.python_version()} (default build), GIL on"
+    else:
+        assert python.startswith(f"python: {platform.python_version()} (free-threaded build), GIL ")
 
 
 def test_help_mentions_every_option_and_its_environment_variable() -> None:

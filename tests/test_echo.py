@@ -16,6 +16,8 @@ from hypothesis import strategies as st
 
 from support import connect, recv_exactly, recv_until_eof, round_trip_time
 
+pytestmark = pytest.mark.freethreaded  # conformance: see conftest.py
+
 MiB = 1 << 20
 
 

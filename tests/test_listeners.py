@@ -7,7 +7,10 @@ import socket
 
 import pytest
 
+from echoserver.observability.ready import parse_ready_line
 from support import assert_one_line_error, recv_exactly, run_cli, wait_for
+
+pytestmark = pytest.mark.freethreaded  # conformance: see conftest.py
 
 
 def echo_over(family: int, address, payload: bytes) -> bytes:
@@ -26,7 +29,7 @@ def test_one_backend_serves_tcp4_tcp6_and_unix_at_once(backend, start_server, tm
         return lines if len(lines) == 3 else []
 
     lines = wait_for(ready_lines)
-    assert len(lines) == 3 and lines[2] == f"listening on unix:{path} backend={backend}"
+    assert len(lines) == 3 and parse_ready_line(lines[2]) == (f"unix:{path}", 0, backend)
     v6_port = int(lines[1].split("]:")[1].split()[0])
     assert echo_over(socket.AF_INET, server.address, b"four") == b"four"
     assert echo_over(socket.AF_INET6, ("::1", v6_port), b"six") == b"six"

@@ -72,7 +72,6 @@ def test_fork_serves_each_connection_in_a_child_and_leaves_no_zombies(start_serv
 
 def test_fork_caps_its_children(start_server) -> None:
     server = start_server("--backend", "fork", "--max-children", "2")
-    parent = psutil.Process(server.pid)
     first, second = connect(server.address), connect(server.address)
     for sock in (first, second):
         sock.sendall(b"x")

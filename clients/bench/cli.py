@@ -5,6 +5,7 @@
   echo-bench --scenario io --backend thread --backend gevent --out results/
   echo-bench --run "uvloop-1=uvloop" --run "uvloop-2=uvloop --workers 2"
   echo-bench --target thread=thread:8080 --target gevent=gevent:8080 --out /results
+  echo-bench --scenario cpu -b thread --python python3.13t --python 'python3.13t -X gil=1'
 
 Each run starts a fresh echoserver (--port 0), waits for its ready
 line, runs echo-load against it with identical settings, and stops it;
@@ -28,7 +29,9 @@ import click
 from echoserver.backends import REGISTRY
 from echoserver.cli.usage import run_click
 
+from echoclients.bench.mixed import with_heavy_clients
 from echoclients.bench.output import write_outputs
+from echoclients.bench.pythons import Python, PythonError, current, probe
 from echoclients.load.runner import raise_fd_limit
 from echoclients.bench.scenarios import SCENARIOS
 from echoclients.load.spec import LoadSpec, SpecError
@@ -44,6 +47,7 @@ class Run:
     backend: str
     server_args: tuple[str, ...] = ()
     target: tuple[str, int] | None = None  # (host, port) of a server already running
+    python: Python | None = None  # the interpreter its server runs on (None: echo-bench's own)
 
 
 def parse_run(text: str) -> Run:
@@ -64,25 +68,42 @@ def parse_target(text: str) -> Run:
     return Run(label, label, target=(host.strip("[]"), int(port)))
 
 
-def measure(run: Run, spec: LoadSpec, scenario_args: tuple[str, ...], on_line=print) -> dict:
-    """One run: start its server if needed, load it, stop it; the echo-load result plus the run's facts."""
+def measure(run: Run, spec: LoadSpec, scenario_args: tuple[str, ...], on_line=print, heavy: dict | None = None
+            ) -> dict:
+    """One run: start its server if needed, load it, stop it; the echo-load result plus the run's facts.
+
+    ``heavy``: LoadSpec fields of clients run beside the measured ones (the mixed scenario)."""
     from echoserver.spawn import ServerProcess
 
     if run.target:
-        return _load(run, spec.replace(host=run.target[0], port=run.target[1]), on_line)
+        return _load_beside(heavy, run, spec.replace(host=run.target[0], port=run.target[1]), on_line)
     args = ("--backend", run.backend, "--log-level", "warning", *scenario_args, *run.server_args)
+    python = run.python or current()
     try:
-        server = ServerProcess(*args).start()
+        server = ServerProcess(*args, python=python.command).start()
     except RuntimeError as exc:
         on_line(f"echo-bench: {run.label}: server did not start: {str(exc).splitlines()[0]}")
         return {"label": run.label, "backend": run.backend, "failed": "server did not start"}
     try:
-        result = _load(run, spec.replace(host=server.host, port=server.port, server_pid=server.pid), on_line)
+        result = _load_beside(heavy, run, spec.replace(host=server.host, port=server.port, server_pid=server.pid),
+                              on_line)
     finally:
         code = server.stop()
     result["server_exit"] = code
     result["server_args"] = list(args[4:])
+    result["server_python"] = python.describe(server.gil)
+    if python.gil_flag(server.gil):
+        on_line(f"echo-bench: {run.label}: {python.gil_flag(server.gil)}; not counted")
+        result["failed"] = python.gil_flag(server.gil)
     return result
+
+
+def _load_beside(heavy: dict | None, run: Run, spec: LoadSpec, on_line) -> dict:
+    if not heavy:
+        return _load(run, spec, on_line)
+    busy = LoadSpec(**{**heavy, "host": spec.host, "port": spec.port, "warmup": 0.0,
+                       "duration": spec.warmup_seconds + spec.run_seconds + 1.0})
+    return with_heavy_clients(lambda: _load(run, spec, on_line), _load_args(busy), on_line)
 
 
 def _load(run: Run, spec: LoadSpec, on_line) -> dict:
@@ -126,6 +147,10 @@ def _time_limit(spec: LoadSpec) -> float:
 @click.option("--target", "targets", multiple=True, metavar="NAME=HOST:PORT",
               help="Measure a server that is already running instead of starting one (repeatable).")
 @click.option("--server-args", default="", help="Extra flags for every server echo-bench starts.")
+@click.option("--python", "pythons", multiple=True, metavar="'PATH [OPTIONS]'",
+              help="Run every server under this interpreter (repeatable; each run is made once per interpreter, "
+                   "labelled e.g. thread@3.13t, thread@3.13t+gil for '--python \"python3.13t -X gil=1\"'). "
+                   "echoserver must be installed there.")
 @click.option("-c", "--clients", type=int, default=None, help="[default: the scenario's]")
 @click.option("-d", "--duration", type=float, default=5.0, help="Seconds measured per run.")
 @click.option("--warmup", type=float, default=1.0)
@@ -141,9 +166,13 @@ def _time_limit(spec: LoadSpec) -> float:
               help="Folder for results.md, .csv, .json and .png.")
 @click.option("--no-chart", is_flag=True, help="Skip the PNG chart.")
 def command(scenario: str, backends: tuple, runs: tuple, targets: tuple, server_args: str, out: Path,
-            no_chart: bool, tls: bool, **load: object) -> int:
+            no_chart: bool, tls: bool, pythons: tuple, **load: object) -> int:
     chosen = SCENARIOS[scenario]
-    plan = _plan(backends, runs, targets, tuple(shlex.split(server_args)))
+    try:
+        interpreters = [probe(text) for text in pythons]
+    except PythonError as exc:
+        raise click.UsageError(str(exc)) from None
+    plan = _under(interpreters, _plan(backends, runs, targets, tuple(shlex.split(server_args))))
     overrides = {name: value for name, value in load.items() if value is not None}
     if tls:
         overrides.update(tls=True, tls_insecure=True)
@@ -156,7 +185,8 @@ def command(scenario: str, backends: tuple, runs: tuple, targets: tuple, server_
     results = []
     for run in plan:
         click.echo(f"echo-bench: {run.label} ...", err=True)
-        results.append(measure(run, spec, chosen.server_args, on_line=lambda line: click.echo(line, err=True)))
+        results.append(measure(run, spec, chosen.server_args, on_line=lambda line: click.echo(line, err=True),
+                               heavy=chosen.heavy))
     table = write_outputs(results, out, scenario=chosen, spec=spec, command=_command_line(), chart=not no_chart)
     click.echo(table)
     return 0 if all(result.get("ok") for result in results) else 1
@@ -170,6 +200,15 @@ def _plan(backends: tuple, runs: tuple, targets: tuple, server_args: tuple) -> l
             raise click.UsageError(f"unknown backend {name!r}; choose from {', '.join(REGISTRY)}")
         plan.append(Run(name, name))
     return [Run(r.label, r.backend, r.server_args + (() if r.target else server_args), r.target) for r in plan]
+
+
+def _under(interpreters: list[Python], plan: list[Run]) -> list[Run]:
+    """Every started run once per interpreter (the servers given by --target as they are)."""
+    if not interpreters:
+        return plan
+    return [run for run in plan if run.target] + [
+        Run(f"{run.label}@{python.label}", run.backend, run.server_args, python=python)
+        for run in plan if not run.target for python in interpreters]  # A/B pairs side by side in time
 
 
 def _command_line() -> str:

@@ -14,8 +14,11 @@ import platform
 import time
 from pathlib import Path
 
+from echoclients.bench.mixed import p99_ratio
+
 COLUMNS = [
     ("run", lambda r: r["label"]),
+    ("server python", lambda r: _python(r)),
     ("msg/s", lambda r: _n(r.get("msgs_per_s"), 0)),
     ("MB/s", lambda r: _n(r.get("mb_per_s"), 2)),
     ("p50 us", lambda r: _n(_lat(r, "p50"), 1)),
@@ -63,27 +66,41 @@ def write_outputs(results: list[dict], out: Path, *, scenario, spec, command: st
     return table
 
 
+# The mixed scenario: the measured (tiny) clients alone, beside their latency under heavy load.
+MIXED_COLUMNS = [
+    ("alone p50 us", lambda r: _n(_lat(r.get("unloaded") or {}, "p50"), 1)),
+    ("alone p99 us", lambda r: _n(_lat(r.get("unloaded") or {}, "p99"), 1)),
+    ("alone p99.9 us", lambda r: _n(_lat(r.get("unloaded") or {}, "p999"), 1)),
+    ("p99 loaded/alone", lambda r: _n(p99_ratio(r), 2)),
+    ("heavy msg/s", lambda r: _n((r.get("heavy") or {}).get("msgs_per_s"), 0)),
+]
+
+
 def markdown_table(results: list[dict]) -> str:
-    header = "| " + " | ".join(name for name, _ in COLUMNS) + " |"
-    rule = "|" + "|".join("---" if i == 0 else "---:" for i in range(len(COLUMNS))) + "|"
-    rows = ["| " + " | ".join(cell(r) if not r.get("failed") or i == 0 else ("" if i < len(COLUMNS) - 1
+    columns = COLUMNS[:1] + (MIXED_COLUMNS if any("unloaded" in r for r in results) else []) + COLUMNS[1:]
+    header = "| " + " | ".join(name for name, _ in columns) + " |"
+    rule = "|" + "|".join("---" if i == 0 else "---:" for i in range(len(columns))) + "|"
+    rows = ["| " + " | ".join(cell(r) if not r.get("failed") or i == 0 else ("" if i < len(columns) - 1
                                                                               else r["failed"])
-                              for i, (_, cell) in enumerate(COLUMNS)) + " |" for r in results]
+                              for i, (_, cell) in enumerate(columns)) + " |" for r in results]
     return "\n".join([header, rule, *rows])
 
 
 def write_csv(results: list[dict], path: Path) -> None:
-    fields = ["label", "backend", "clients", "size", "duration_s", "messages", "msgs_per_s", "mb_per_s",
+    fields = ["label", "backend", "server_python", "server_gil", "clients", "size", "duration_s", "messages", "msgs_per_s", "mb_per_s",
               "p50_us", "p90_us", "p99_us", "p999_us", "max_us", "connections_served", "conn_rate_min",
               "conn_rate_median", "conn_rate_max", "server_cpu_percent", "server_rss_mb", "server_pss_mb",
-              "client_cpu_percent", "client_bound", "errors", "mismatches", "failed"]
+              "client_cpu_percent", "client_bound", "errors", "mismatches", "failed",
+              "alone_p50_us", "alone_p99_us", "alone_p999_us", "p99_loaded_over_alone", "heavy_msgs_per_s"]
     with path.open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=fields)
         writer.writeheader()
         for r in results:
             latency, fair, server = r.get("latency_us") or {}, r.get("fairness") or {}, r.get("server") or {}
             writer.writerow({
-                "label": r["label"], "backend": r.get("backend"), "clients": r.get("clients"), "size": r.get("size"),
+                "label": r["label"], "backend": r.get("backend"),
+                "server_python": (r.get("server_python") or {}).get("version"),
+                "server_gil": (r.get("server_python") or {}).get("gil"), "clients": r.get("clients"), "size": r.get("size"),
                 "duration_s": r.get("duration_s"), "messages": r.get("messages"), "msgs_per_s": r.get("msgs_per_s"),
                 "mb_per_s": r.get("mb_per_s"), **{f"{k}_us": latency.get(k) for k in ("p50", "p90", "p99", "p999",
                                                                                       "max")},
@@ -93,6 +110,8 @@ def write_csv(results: list[dict], path: Path) -> None:
                 "server_pss_mb": server.get("pss_mb"), "client_cpu_percent": (r.get("cpu") or {}).get("client_percent"),
                 "client_bound": r.get("client_bound"), "errors": _errors(r), "mismatches": r.get("mismatches"),
                 "failed": r.get("failed", ""),
+                **{f"alone_{k}_us": _lat(r.get("unloaded") or {}, k) for k in ("p50", "p99", "p999")},
+                "p99_loaded_over_alone": p99_ratio(r), "heavy_msgs_per_s": (r.get("heavy") or {}).get("msgs_per_s"),
             })
 
 
@@ -106,6 +125,14 @@ def _lat(r: dict, key: str):
 
 def _server(r: dict, key: str):
     return (r.get("server") or {}).get(key)
+
+
+def _python(r: dict) -> str:
+    """``3.13.15t GIL off``: the version, and the GIL state the server itself reported."""
+    python = r.get("server_python")
+    if not python:
+        return "-"
+    return f"{python['version']}{'t' if python['free_threaded'] else ''} GIL {'on' if python['gil'] else 'off'}"
 
 
 def _served(r: dict) -> str:

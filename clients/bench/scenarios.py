@@ -17,6 +17,8 @@ class Scenario:
     teaches: str
     server_args: tuple[str, ...] = ()
     load: dict = field(default_factory=dict)  # LoadSpec fields; the command line overrides them
+    # LoadSpec fields of heavy clients that run beside the measured ones (see mixed.py); None: none
+    heavy: dict | None = None
 
 
 SCENARIOS = {
@@ -32,5 +34,10 @@ SCENARIOS = {
         Scenario("many", "1,000 mostly idle connections (2 msg/s each): memory per connection, "
                          "from the server's PSS", ("--max-children", "1100"),
                  load={"clients": 1000, "size": 64, "rate": 2000.0, "timeout": 30.0, "connect_timeout": 20.0}),
+        Scenario("mixed", "16 tiny-echo clients (open loop, 500 msg/s) measured alone, then beside one client whose "
+                          "every message costs 20,000 pure-Python iterations: the GIL's convoy effect",
+                 ("--cpu-work", "20000", "--cpu-work-on", "marked"),
+                 load={"clients": 16, "size": 64, "rate": 500.0, "payload": "ascii", "timeout": 30.0},
+                 heavy={"clients": 1, "size": 64, "payload": "marked", "timeout": 60.0}),
     )
 }

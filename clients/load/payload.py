@@ -21,10 +21,10 @@ import random
 import string
 from dataclasses import dataclass
 
-from echoserver.config import ServerConfig
+from echoserver.config import HEAVY_MARKER, ServerConfig
 from echoserver.sansio.handlers import make_handler
 
-PAYLOADS = ("random", "ascii")
+PAYLOADS = ("random", "ascii", "marked")
 EXPECTS = ("echo", "upper")
 _MIN_PERIOD = 64 * 1024
 _MAX_POOL = 16 * 1024 * 1024
@@ -52,7 +52,11 @@ class PayloadPool:
         self.period = messages_per_period * size
         self.offsets = max(1, min(_OFFSETS, (_MAX_POOL - 2 * self.period) // size))
         length = self.offsets * size + 2 * self.period
-        self.sent = _ascii_lines(length, size, seed) if payload == "ascii" else _random_bytes(length, seed)
+        self.sent = _random_bytes(length, seed) if payload == "random" else _ascii_lines(length, size, seed)
+        if payload == "marked":  # every message asks for the server's --cpu-work (--cpu-work-on marked)
+            sent = bytearray(self.sent)
+            sent[::size] = HEAVY_MARKER * len(range(0, length, size))
+            self.sent = bytes(sent)
         handler = make_handler(ServerConfig(handler=expect))
         self.expected = handler.transform(self.sent)
 

@@ -21,6 +21,7 @@ def format_summary(result: dict) -> str:
         f"  fairness   {fair['served']}/{fair['connections']} connections served; msg/s per connection "
         f"min {_num(fair['rate_min'])} median {_num(fair['rate_median'])} max {_num(fair['rate_max'])}",
         f"  cpu        {_cpu(result)}",
+        f"  python     {_python(result)}",
         f"  errors     {_errors(result['errors'])}",
         f"  mismatches {result['mismatches']:,}",
     ]
@@ -46,6 +47,15 @@ def _cpu(result: dict) -> str:
     if server.get("cpu_percent") is not None:
         text += f"; server {server['cpu_percent']:.0f}%, {server['pss_mb']:.1f} MiB PSS"
     return text + " (100% = one core)"
+
+
+def _python(result: dict) -> str:
+    """The load generator's own interpreter: a GIL here throttles the client, not the server."""
+    python = result.get("python") or {}
+    if not python:
+        return "?"
+    build = " free-threaded" if python.get("free_threaded") else ""
+    return f"{python['version']}{build}, GIL {'on' if python['gil'] else 'off'} (this load generator)"
 
 
 def _errors(errors: dict) -> str:

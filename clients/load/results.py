@@ -16,6 +16,8 @@ from collections.abc import Iterable
 
 from hdrh.histogram import HdrHistogram
 
+from echoserver.observability.gil import describe
+
 SCHEMA = "echo-load/1"
 PERCENTILES = {"p50": 50.0, "p90": 90.0, "p99": 99.0, "p999": 99.9}
 _LOWEST_NS, _HIGHEST_NS, _DIGITS = 1, 3_600 * 10**9, 3
@@ -105,6 +107,7 @@ def finish(result: dict) -> dict:
     result["connect_us"] = summarize_us(decode(result["connect_histogram"]))
     result["fairness"] = fairness(result["per_connection"], duration)
     result["ok"] = not result["errors"] and not result["mismatches"]
+    result.setdefault("python", describe())  # the load generator's own interpreter and GIL state
     return result
 
 
@@ -133,6 +136,7 @@ def merge(results: list[dict]) -> dict:
     merged["connect_histogram"] = _add_histograms(part["connect_histogram"] for part in results)
     merged["cpu"] = _merge_cpu([part.get("cpu") or {} for part in results])
     merged["server"] = _same(results, "server")
+    merged["python"] = _same(results, "python")
     merged["client_bound"] = any(part.get("client_bound") for part in results)
     merged["parts"] = len(results)
     finish(merged)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import sys
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -25,18 +26,28 @@ class BackendSpec:
     extra: str = ""  # the pip extra that installs them
     # "module:function" the CLI calls before importing anything else (gevent's monkey-patching)
     prepare: str = ""
+    min_python: tuple[int, int] = (3, 10)
+    # Why its dependency is not there on a free-threaded build (where pip install would not
+    # help): said instead of the pip hint. Empty: the dependency installs there like anywhere.
+    free_threading: str = ""
 
     def missing(self) -> list[str]:
         return [pkg for pkg in self.requires if importlib.util.find_spec(pkg) is None]
 
     @property
     def available(self) -> bool:
-        return not self.missing()
+        return not self.why_unavailable()
 
     def why_unavailable(self) -> str:
+        if sys.version_info < self.min_python:
+            return "needs Python {}.{} or newer; this is {}.{}".format(*self.min_python, *sys.version_info[:2])
         missing = self.missing()
         if not missing:
             return ""
+        from echoserver.observability.gil import free_threaded_build
+
+        if self.free_threading and free_threaded_build():
+            return self.free_threading
         return f"needs {', '.join(missing)}: pip install 'echoserver[{self.extra or missing[0]}]'"
 
 
@@ -51,11 +62,16 @@ REGISTRY: dict[str, BackendSpec] = {
                     "os.fork() per connection; each client gets its own process and its own GIL"),
         BackendSpec("gevent", "echoserver.backends.gevent:GeventBackend",
                     "greenlets on gevent's event loop, stdlib monkey-patched", ("gevent",), "gevent",
-                    prepare="gevent.monkey:patch_all"),
+                    prepare="gevent.monkey:patch_all",
+                    free_threading="gevent does not install on free-threaded CPython 3.13 "
+                                   "(its build needs cffi, which refuses 3.13t)"),
         BackendSpec("asyncio", "echoserver.backends.asyncio:AsyncioBackend",
                     "an asyncio.Protocol on the standard library event loop"),
         BackendSpec("uvloop", "echoserver.backends.uvloop:UvloopBackend",
                     "the same asyncio.Protocol on uvloop (libuv)", ("uvloop",), "uvloop"),
+        BackendSpec("interpreters", "echoserver.backends.interpreters:SubinterpreterBackend",
+                    "--interpreters N subinterpreters, each with its own GIL, accepting on the one listener",
+                    min_python=(3, 13)),
     )
 }
 

@@ -69,7 +69,7 @@ class Backend(ABC):
         self.forcing = self.forcing or force
         self.wake()
 
-    @classmethod
+    @classmethod  # noqa: B027 - a hook that most backends leave empty
     def after_fork(cls) -> None:
         """Runs first in a ``--workers`` worker, right after ``fork()``: whatever this kind of backend must
         re-initialise in a forked process (gevent its hub). Nothing by default."""

@@ -73,10 +73,15 @@ SIZE = Size()
 def _list_backends(ctx: click.Context, param: click.Parameter, value: bool) -> None:
     if not value or ctx.resilient_parsing:
         return
+    from echoserver.observability.gil import describe
+
     for spec in backends.REGISTRY.values():
-        state = "available" if spec.available else "missing  "
+        state = "available  " if spec.available else "unavailable"
         note = "" if spec.available else f"  [{spec.why_unavailable()}]"
-        click.echo(f"{spec.name:<11} {state}  {spec.summary}{note}")
+        click.echo(f"{spec.name:<12} {state}  {spec.summary}{note}")
+    python = describe()
+    build = "free-threaded build" if python["free_threaded"] else "default build"
+    click.echo(f"python: {python['version']} ({build}), GIL {'on' if python['gil'] else 'off'}")
     ctx.exit(0)
 
 

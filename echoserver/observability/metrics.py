@@ -24,6 +24,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoM
 
 from echoserver.net.listener import BindError
 from echoserver.observability.httpd import HttpEndpoint, Response
+from echoserver.observability.gil import gil_enabled
 from echoserver.observability.stats import ERROR_KINDS, FAULT_KINDS
 
 log = logging.getLogger("echoserver.metrics")
@@ -71,6 +72,8 @@ class EchoCollector:
                                 "Resident memory of the server's processes.", value=rss)
         yield GaugeMetricFamily("echoserver_processes", "Processes the server runs now.", value=count)
         yield InfoMetricFamily("echoserver", "The server's backend.", value={"backend": self.backend})
+        yield GaugeMetricFamily("echoserver_gil_enabled", "1 while the GIL is on (always, on a default build), "
+                                "0 on a free-threaded build running without it.", value=int(gil_enabled()))
 
 
 def _process_tree(pid: int) -> tuple[float, int, int]:

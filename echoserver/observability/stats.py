@@ -120,13 +120,20 @@ class SlotTable:
     _ROW = struct.Struct(f"={len(FIELDS)}q")
 
     def __init__(self, rows: int, fd: int = -1) -> None:
-        """``fd``: a file (a ``memfd``) to map instead of anonymous memory, for a process that is not a
-        fork of the creator's (the fork server is started with ``exec``) and maps it by descriptor."""
+        """``fd``: a file (a ``memfd``) to map instead of anonymous memory, for a writer that is not a fork
+        of the creator's (the fork server, started with ``exec``; a subinterpreter, which inherits
+        descriptors but no mappings) and maps the same pages by descriptor."""
         self.rows = rows
+        self.fd = fd
         size = max(1, rows) * self._ROW.size
         if fd >= 0 and os.fstat(fd).st_size < size:
             os.ftruncate(fd, size)
         self._memory = mmap.mmap(fd, size)  # MAP_SHARED, anonymous when fd is -1
+
+    @classmethod
+    def in_memory_file(cls, rows: int) -> "SlotTable":
+        """A table backed by a new memfd (see ``fd`` above)."""
+        return cls(rows, os.memfd_create("echoserver-counters", os.MFD_CLOEXEC))
 
     def write(self, row: int, values: dict) -> None:
         self._ROW.pack_into(self._memory, row * self._ROW.size, *(values[name] for name in FIELDS))

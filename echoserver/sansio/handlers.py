@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from echoserver.config import ServerConfig
+from echoserver.config import HEAVY_MARKER, ServerConfig
 
 if TYPE_CHECKING:
     from echoserver.sansio.proxy_protocol import ProxyHeaderReader
@@ -33,18 +33,24 @@ class Handler:
     the byte-stream handlers, a line for ``line``), which is what ``--cpu-work``,
     ``--io-delay`` and the message counters are per. ``closing`` turns true when
     the handler wants the connection closed once the reply is sent.
+
+    ``marked_only`` (``--cpu-work-on marked``) burns the CPU only for messages
+    that begin with :data:`~echoserver.config.HEAVY_MARKER`: the server decides
+    per message, the same way under every backend, so that heavy and light
+    clients can share one server (the ``mixed`` scenario).
     """
 
-    __slots__ = ("cpu_work", "closing", "error")
+    __slots__ = ("cpu_work", "marked_only", "closing", "error")
     proxy_version = None  # see ProxyGate
 
-    def __init__(self, cpu_work: int = 0) -> None:
+    def __init__(self, cpu_work: int = 0, marked_only: bool = False) -> None:
         self.cpu_work = cpu_work
+        self.marked_only = marked_only
         self.closing = False
         self.error: str | None = None  # why the handler closes, when it is the peer's fault
 
     def feed(self, data: bytes) -> tuple[bytes, int]:
-        if self.cpu_work:
+        if self.cpu_work and (not self.marked_only or data[:1] == HEAVY_MARKER):
             burn_cpu(self.cpu_work)
         return self.transform(data), 1
 
@@ -78,8 +84,8 @@ class LineHandler(Handler):
 
     __slots__ = ("max_line", "pending")
 
-    def __init__(self, cpu_work: int = 0, max_line: int = 65536) -> None:
-        super().__init__(cpu_work)
+    def __init__(self, cpu_work: int = 0, max_line: int = 65536, marked_only: bool = False) -> None:
+        super().__init__(cpu_work, marked_only)
         self.max_line = max_line
         self.pending = bytearray()
 
@@ -97,7 +103,9 @@ class LineHandler(Handler):
             self.pending.clear()
             return f"ERROR line longer than {self.max_line} bytes\n".encode(), 1
         if self.cpu_work:
-            for _ in range(lines):
+            heavy = lines if not self.marked_only else sum(
+                line[:1] == HEAVY_MARKER for line in complete.split(b"\n")[:-1])
+            for _ in range(heavy):
                 burn_cpu(self.cpu_work)
         return complete, lines
 
@@ -163,12 +171,13 @@ PLAIN_ECHO = EchoHandler()
 def make_handler(config: ServerConfig) -> Handler:
     """A fresh handler for one connection."""
     handler: Handler
+    marked_only = config.cpu_work_on == "marked"
     if config.handler == "line":
-        handler = LineHandler(config.cpu_work, config.max_line)
+        handler = LineHandler(config.cpu_work, config.max_line, marked_only)
     elif config.handler == "upper":
-        handler = UpperHandler(config.cpu_work)
+        handler = UpperHandler(config.cpu_work, marked_only)
     elif config.cpu_work:
-        handler = EchoHandler(config.cpu_work)
+        handler = EchoHandler(config.cpu_work, marked_only)
     else:
         handler = PLAIN_ECHO
     if config.proxy_protocol != "off":
