@@ -135,6 +135,14 @@ def test_probe_reports_a_refused_connection(capsys):
 def test_probe_takes_its_port_from_the_server_environment(monkeypatch):
     server = _OneShotServer(lambda data: data)
     monkeypatch.setenv("ECHOSERVER_PORT", str(server.port))
+    monkeypatch.setenv("PORT", "1")  # ECHOSERVER_PORT wins, as in the server
+    assert probe.main([]) == 0
+
+
+def test_probe_takes_a_platforms_PORT_when_ECHOSERVER_PORT_is_unset(monkeypatch):
+    server = _OneShotServer(lambda data: data)
+    monkeypatch.delenv("ECHOSERVER_PORT", raising=False)
+    monkeypatch.setenv("PORT", str(server.port))
     assert probe.main([]) == 0
 
 
