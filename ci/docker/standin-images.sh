@@ -11,25 +11,21 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 have_image() { docker image inspect "$1" >/dev/null 2>&1; }
 
-if have_image "$PYTHON_BASE_TAG" && have_image "$HAPROXY_TAG"; then
-    log "stand-in images present: $PYTHON_BASE_TAG $HAPROXY_TAG"
-    exit 0
-fi
 
-command -v debootstrap >/dev/null || PATH=$PATH:/usr/sbin:/sbin
-command -v debootstrap >/dev/null || die "debootstrap not found (apt-get install debootstrap)"
-
-# The Debian mirror this machine's apt already uses.
+# The Debian mirror this machine's apt already uses (or DEBIAN_MIRROR); no
+# host name of our own: where apt has none configured, say so and stop.
 mirror() {
     local url
     url=$(grep -rhoE '^(URIs:|deb)\s+\S+' /etc/apt/sources.list /etc/apt/sources.list.d/ 2>/dev/null \
         | awk '{print $2}' | grep -E '/debian/?$' | head -n1 || true)
-    echo "${DEBIAN_MIRROR:-${url:-http://deb.debian.org/debian}}"
+    url=${DEBIAN_MIRROR:-$url}
+    [[ -n $url ]] || die "no Debian mirror in /etc/apt/sources.list*; set DEBIAN_MIRROR to one"
+    echo "$url"
 }
 
 build_rootfs() {
     local target=$1 url
-    url=$(mirror)
+    url=$(mirror) || exit 1
     rm -rf "$target.tmp"
     log "debootstrap $DEBIAN_SUITE from $url into $target (a minute or two)"
     debootstrap --variant=minbase \
@@ -62,7 +58,13 @@ pip_setting() {
 }
 
 mkdir -p "$STATE_DIR"
-[[ -d $ROOTFS_DIR ]] || build_rootfs "$ROOTFS_DIR"
+if have_image "$PYTHON_BASE_TAG" && have_image "$HAPROXY_TAG"; then
+    log "images present: $PYTHON_BASE_TAG $HAPROXY_TAG"
+else
+    command -v debootstrap >/dev/null || PATH=$PATH:/usr/sbin:/sbin
+    command -v debootstrap >/dev/null || die "debootstrap not found (apt-get install debootstrap)"
+    [[ -d $ROOTFS_DIR ]] || build_rootfs "$ROOTFS_DIR"
+fi
 
 # `docker import` needs a tar stream of the rootfs; mounts like /proc are not
 # part of it because debootstrap unmounts them when it finishes.
@@ -85,5 +87,9 @@ have_image "$HAPROXY_TAG" || import_rootfs "$HAPROXY_TAG" \
     --change 'USER haproxy' \
     --change 'CMD ["haproxy", "-W", "-db", "-f", "/usr/local/etc/haproxy/haproxy.cfg"]'
 
-docker image ls --format '{{.Repository}}:{{.Tag}} {{.Size}}' "${PYTHON_BASE_TAG%%:*}" >&2
-docker image ls --format '{{.Repository}}:{{.Tag}} {{.Size}}' "${HAPROXY_TAG%%:*}" >&2
+# The tags say what the project asks for; say what the stand-ins really hold.
+python_version=$(docker run --rm --network none "$PYTHON_BASE_TAG" python3 --version)
+haproxy_version=$(docker run --rm --network none "$HAPROXY_TAG" haproxy -v)
+haproxy_version=${haproxy_version%%$'\n'*}
+log "image $PYTHON_BASE_TAG holds $python_version"
+log "image $HAPROXY_TAG holds ${haproxy_version%% - *}"
