@@ -18,7 +18,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
-import random
 import re
 import shutil
 import socket
@@ -28,9 +27,8 @@ import urllib.request
 
 import pytest
 
-from docker_replicas import REPLICAS, EchoConversation, replicas_up, stats, wait_for
-from dockertools import CI_DOCKER, REPO, need, parse_exports, run, tool_env
-from support import connect, recv_exactly
+from docker_traffic import REPLICAS, EchoConversation, replicas_up, round_trips, stats, wait_for
+from dockertools import REPO, need, parse_exports, run, tool_env
 
 pytestmark = pytest.mark.docker
 
@@ -160,22 +158,7 @@ def test_probes_and_load_through_the_published_ports(backends_up):
     load = documented(backends_up, "echo-load --port 9106 --clients 16 --duration 5", timeout=60)
     assert re.search(r"mismatches\s+0\b", load.stdout + load.stderr), load.stdout
     for port in BACKEND_PORTS.values():
-        _round_trips(port, connections=8, messages=30)
-
-
-def _round_trips(port: int, connections: int, messages: int) -> None:
-    """Concurrent connections, each echoing ``messages`` distinct payloads exactly."""
-    socks = [connect(("127.0.0.1", port)) for _ in range(connections)]
-    try:
-        for seq in range(messages):
-            payloads = [random.randbytes(1 + (seq * 97 + i) % 4000) for i in range(connections)]
-            for sock, payload in zip(socks, payloads):
-                sock.sendall(payload)
-            for sock, payload in zip(socks, payloads):
-                assert recv_exactly(sock, len(payload)) == payload
-    finally:
-        for sock in socks:
-            sock.close()
+        round_trips(port, connections=8, messages=30)
 
 
 def test_health_checks_cost_no_python_and_count_no_errors(backends_up):
@@ -258,7 +241,7 @@ def scaled_up(engine, request):
 
 def test_balancer_spreads_connections_across_replicas(scaled_up):
     before = {row["svname"]: int(row["stot"]) for row in replicas_up()}
-    _round_trips(BALANCER_PORT, connections=4 * REPLICAS, messages=5)
+    round_trips(BALANCER_PORT, connections=4 * REPLICAS, messages=5)
     after = {row["svname"]: int(row["stot"]) for row in replicas_up()}
     reached = [name for name in after if after[name] > before.get(name, 0)]
     assert len(reached) == REPLICAS, f"sessions per replica: {after}"
@@ -269,7 +252,7 @@ PROXIED_LINE = re.compile(r"connection \('([^']+)', \d+\) was ([0-9a-f.:]+):(\d+
 
 def test_replicas_see_the_real_client_through_the_proxy_protocol(scaled_up):
     # Through HAProxy with send-proxy-v2 to replicas that require the header: every byte comes back.
-    _round_trips(BALANCER_PORT, connections=2 * REPLICAS, messages=5)
+    round_trips(BALANCER_PORT, connections=2 * REPLICAS, messages=5)
     replicas = run(["docker", "compose", "--profile", "scaled", "ps", "-q", "replica"], env=scaled_up).stdout.split()
     assert len(replicas) == REPLICAS
     first = documented(scaled_up, "docker compose --profile scaled port --index 1 replica 9090").stdout.split()[0]
@@ -335,7 +318,7 @@ def test_stopping_a_replica_loses_no_bytes_on_surviving_connections(scaled_up):
         assert all(c.closed == "EOF" and c.mismatches == 0 for c in closed), [c.closed for c in closed]
         wait_for(lambda: len(replicas_up()) == REPLICAS - 1, "HAProxy to mark the replica down")
         try:
-            _round_trips(BALANCER_PORT, connections=4, messages=5)
+            round_trips(BALANCER_PORT, connections=4, messages=5)
         except AssertionError:
             pytest.fail(f"new connection failed after the stop; stats {stats()}")
     finally:

@@ -1,4 +1,4 @@
-"""The scaled profile from outside: HAProxy's stats page, and conversations that record every byte.
+"""Traffic from the host into the stacks: exact round trips, HAProxy's stats, conversations that record every byte.
 
 Kept apart from tests/test_docker.py so that the test module reads as the
 sequence of documented commands it runs.
@@ -39,6 +39,21 @@ def wait_for(condition, what: str, timeout: float = 30) -> None:
         if time.monotonic() > deadline:
             pytest.fail(f"timed out waiting for {what}")
         time.sleep(0.5)
+
+
+def round_trips(port: int, connections: int, messages: int) -> None:
+    """Concurrent connections, each echoing ``messages`` distinct payloads exactly."""
+    socks = [connect(("127.0.0.1", port)) for _ in range(connections)]
+    try:
+        for seq in range(messages):
+            payloads = [random.randbytes(1 + (seq * 97 + i) % 4000) for i in range(connections)]
+            for sock, payload in zip(socks, payloads):
+                sock.sendall(payload)
+            for sock, payload in zip(socks, payloads):
+                assert recv_exactly(sock, len(payload)) == payload
+    finally:
+        for sock in socks:
+            sock.close()
 
 
 class EchoConversation(threading.Thread):
