@@ -37,6 +37,23 @@ BACKEND_PORTS = {"thread": 9101, "threadpool": 9102, "fork": 9103, "gevent": 910
 BALANCER_PORT = 9100
 FIXED_PORTS = (BALANCER_PORT, 9180, *BACKEND_PORTS.values(), *range(9191, 9199))
 TEARDOWN = "docker compose --profile '*' down -v"
+RAN: set[str] = set()  # every documented command the tests ran
+# Commands docs/docker.md shows that these tests do not run, and why.
+NOT_RUN = {
+    "docker build --network host -t echoserver .": "compose builds the same image with BuildKit",
+    "docker run --rm -p 127.0.0.1:8080:8080 -e ECHOSERVER_BACKEND=gevent echoserver":
+        "needs a default bridge, which the private engine has not; the --network none variant runs",
+    "ls results/": "the test reads the files themselves",
+    "echo-load --port 9100 --clients 12 --duration 20": "20 s; EchoConversation threads drive the balancer",
+    "docker build --network host --build-arg BASE_IMAGE=python:3.13-slim -t echoserver .": "no such image here",
+    "BASE_IMAGE=python:3.13-slim docker compose build": "no such image here",
+    "docker build --network host -t registry.example/echoserver:0.1.0 . && docker push registry.example/echoserver:0.1.0":
+        "no registry",
+    "kubectl apply -f deploy/kubernetes.yaml": "no cluster; tests/test_kubernetes.py checks the manifests",
+    "kubectl port-forward service/echoserver 9100:8080": "no cluster",
+    "echo-probe --port 9100 -v": "the Kubernetes example's; the balancer's port is probed by round trips",
+    "ci/docker/dockerd.sh stop": "runs when the engine fixture ends, after this check",
+}
 
 
 def documented(env: dict, command: str, *, then: str = "", timeout: float = 300, check: bool = True):
@@ -44,6 +61,7 @@ def documented(env: dict, command: str, *, then: str = "", timeout: float = 300,
     followed in the same shell by ``then`` (to read what it left behind)."""
     assert re.search(rf"^[$#] {re.escape(command)}(\s|$)", DOCS, re.M), \
         f"docs/docker.md does not show: {command}"
+    RAN.add(command)
     return run(["bash", "-c", f"{command}\n{then}"], env=env, timeout=timeout, check=check)
 
 
@@ -257,6 +275,12 @@ def test_replicas_see_the_real_client_through_the_proxy_protocol(scaled_up):
     assert len(replicas) == REPLICAS
     first = documented(scaled_up, "docker compose --profile scaled port --index 1 replica 9090").stdout.split()[0]
     assert re.fullmatch(r"127\.0\.0\.1:919[1-8]", first), first
+    if first == "127.0.0.1:9191":  # the port the docs show
+        metrics = documented(scaled_up, "curl -s http://127.0.0.1:9191/metrics | grep ^echoserver_proxied").stdout
+        assert 'echoserver_proxied_connections_total{version="2"}' in metrics, metrics
+    rows = documented(scaled_up, "curl -s 'http://127.0.0.1:9180/stats;csv' | cut -d, -f1,2,5,8,18,74 | grep -e pxname"
+                                 " -e 'replicas,replica[0-9]'").stdout
+    assert len([row for row in rows.splitlines() if ",UP," in row]) == REPLICAS, rows
     proxied = {}
     for container in replicas:
         address = run(["docker", "port", container, "9090/tcp"], env=scaled_up).stdout.split()[0]
@@ -273,7 +297,8 @@ def test_replicas_see_the_real_client_through_the_proxy_protocol(scaled_up):
     balancer = run(["docker", "compose", "--profile", "scaled", "ps", "-q", "balancer"], env=scaled_up).stdout.split()[0]
     balancer_ips = run(["docker", "inspect", "--format", "{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}",
                         balancer], env=scaled_up).stdout.split()
-    logs = run(["docker", "compose", "--profile", "scaled", "logs", "--no-log-prefix", "replica"], env=scaled_up).stdout
+    logs = documented(scaled_up, "docker compose --profile scaled logs replica | grep 'behind a proxy' | grep -v '?:?'"
+                      ).stdout
     clients = {(peer, real) for peer, real, _ in PROXIED_LINE.findall(logs)}
     assert clients and all(peer in balancer_ips and real != peer for peer, real in clients), clients
 
@@ -282,6 +307,20 @@ def test_replicas_see_the_real_client_through_the_proxy_protocol(scaled_up):
                        check=False)
     assert plain.returncode == 1 and "differs" in plain.stderr, plain.stderr
     assert "PROXY v2 header" in documented(scaled_up, "docker compose --profile scaled exec replica echo-probe -v").stderr
+
+
+def test_a_banner_names_the_replica_that_answered(scaled_up):
+    documented(scaled_up, "SCALED_BANNER='replica {hostname} ({backend})' docker compose --profile scaled up -d --wait"
+                          " balancer", timeout=300)
+    try:
+        wait_for(lambda: len(replicas_up()) == REPLICAS, "HAProxy to see every replica UP")
+        probes = documented(scaled_up, "for i in 1 2 3; do echo-probe --port 9100 --banner-lines 1 -v; done").stderr
+        banners = set(re.findall(r"banner 'replica ([0-9a-f]{12}) \(asyncio\)'", probes))
+        table = documented(scaled_up, "docker compose --profile scaled ps --format 'table {{.ID}}\\t{{.Name}}'").stdout
+        assert banners and all(container in table for container in banners), (probes, table)
+    finally:
+        documented(scaled_up, "docker compose --profile scaled up -d --wait balancer", timeout=300)
+        wait_for(lambda: len(replicas_up()) == REPLICAS, "HAProxy to see every replica UP")
 
 
 def test_stopping_a_replica_loses_no_bytes_on_surviving_connections(scaled_up):
@@ -332,3 +371,12 @@ def test_the_one_teardown_command_removes_every_profile(engine):
     assert run(["docker", "ps", "-aq"], env=engine).stdout.split() == []
     networks = run(["docker", "network", "ls", "--format", "{{.Name}}"], env=engine).stdout.split()
     assert not [n for n in networks if n.startswith("echoserver")], networks
+
+
+def test_every_command_the_docs_show_was_run_or_is_excused(engine):
+    shown = {m.group(1) for m in re.finditer(r"^[$#] (\S.*?)(?:\s{2,}#.*)?$", DOCS, re.M)}
+    shown = {c for c in shown if not c.startswith("pxname")}  # a CSV header line in an output block
+    if not {TEARDOWN, "docker compose up -d --wait"} <= RAN:
+        pytest.skip("only after the whole module ran")
+    assert shown - RAN - set(NOT_RUN) == set()
+    assert set(NOT_RUN) <= shown, "an excuse for a command the docs no longer show"
