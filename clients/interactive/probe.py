@@ -3,7 +3,7 @@
 Used by the Docker HEALTHCHECK, so it imports nothing beyond the standard
 library and starts fast::
 
-    echo-probe                      # 127.0.0.1:$ECHOSERVER_PORT (default 8080)
+    echo-probe                      # 127.0.0.1:$ECHOSERVER_PORT, else $PORT, else 8080
     echo-probe --host db --port 9101 --timeout 2
     echo-probe --send-proxy v2 --banner-lines 1
 
@@ -134,8 +134,9 @@ def _describe(exc: OSError) -> str:
 
 
 def _port_from_env() -> int:
-    raw = os.environ.get("ECHOSERVER_PORT", "")
-    return int(raw) if raw.strip() else DEFAULT_PORT
+    """The server's own rule: ECHOSERVER_PORT, else a platform's PORT, else the default."""
+    raw = os.environ.get("ECHOSERVER_PORT", "").strip() or os.environ.get("PORT", "").strip()
+    return int(raw) if raw else DEFAULT_PORT
 
 
 def _proxy_header_from_env() -> str:
@@ -156,7 +157,7 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--host", default=DEFAULT_HOST, help="default: %(default)s")
     parser.add_argument(
         "--port", type=int, default=None,
-        help=f"default: $ECHOSERVER_PORT, else {DEFAULT_PORT}",
+        help=f"default: $ECHOSERVER_PORT, else $PORT, else {DEFAULT_PORT}",
     )
     parser.add_argument(
         "--timeout", type=float, default=DEFAULT_TIMEOUT,
@@ -181,8 +182,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         port = args.port if args.port is not None else _port_from_env()
     except ValueError:
-        print(f"echo-probe: ECHOSERVER_PORT is not a port number: "
-              f"{os.environ.get('ECHOSERVER_PORT')!r}", file=sys.stderr)
+        print(f"echo-probe: ECHOSERVER_PORT or PORT is not a port number: "
+              f"{os.environ.get('ECHOSERVER_PORT') or os.environ.get('PORT')!r}", file=sys.stderr)
         return 1
     send_proxy = args.send_proxy or _proxy_header_from_env()
     banner_lines = args.banner_lines if args.banner_lines is not None else _banner_lines_from_env()

@@ -3,7 +3,8 @@
 :func:`main` looks for the backend name before anything else happens, so that
 gevent can monkey-patch the standard library before ``socket``, ``threading``
 or ``logging`` are imported. Every option can also come from an environment
-variable ``ECHOSERVER_<OPTION>`` (for containers). Errors are one line and exit 2.
+variable ``ECHOSERVER_<OPTION>`` (for containers), and the port from ``PORT``
+where ``ECHOSERVER_PORT`` is unset. Errors are one line and exit 2.
 """
 
 from __future__ import annotations
@@ -24,8 +25,22 @@ def _requested_backend(args: list[str]) -> str:
     return os.environ.get("ECHOSERVER_BACKEND", ServerConfig.backend)
 
 
+def _port_from_platform(environ=os.environ) -> None:
+    """Heroku, Cloud Run and most platforms that run containers say which port to listen on
+    in ``$PORT``; an explicit ``ECHOSERVER_PORT`` (or ``--port``) still wins."""
+    port = environ.get("PORT", "").strip()
+    if not port or environ.get("ECHOSERVER_PORT", "").strip():
+        return
+    if not (port.isascii() and port.isdigit()):
+        from echoserver.cli.usage import fail
+
+        fail(f"PORT is not a port number: {port!r} (set ECHOSERVER_PORT or --port to override it)")
+    environ["ECHOSERVER_PORT"] = port
+
+
 def main(argv: list[str] | None = None) -> None:
     args = list(sys.argv[1:] if argv is None else argv)
+    _port_from_platform()
     backends.prepare_process(_requested_backend(args))
 
     from echoserver.cli.command import command
