@@ -47,7 +47,7 @@ def restricted_violations(pod: dict) -> list[str]:
             problems.append(f"{where} is privileged")
         if sc.get("allowPrivilegeEscalation") is not False:
             problems.append(f"{where} does not set allowPrivilegeEscalation: false")
-        if not (sc.get("runAsNonRoot", context.get("runAsNonRoot")) is True):
+        if sc.get("runAsNonRoot", context.get("runAsNonRoot")) is not True:
             problems.append(f"{where} may run as root (runAsNonRoot)")
         if sc.get("runAsUser", context.get("runAsUser")) == 0:
             problems.append(f"{where} runs as uid 0")
