@@ -21,10 +21,10 @@ MiB = 1 << 20
 
 
 def tree_memory(pid: int) -> int:
-    """Bytes the server holds: RSS of the process, plus private memory of any children (fork)."""
+    """Bytes the server holds: its RSS plus the private memory of its descendants (fork: fork server, children)."""
     process = psutil.Process(pid)
     total = process.memory_info().rss
-    for child in process.children():
+    for child in process.children(recursive=True):
         try:
             total += child.memory_full_info().uss
         except psutil.NoSuchProcess:

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import psutil
 import pytest
 
-from support import connect, recv_exactly, wait_for
+from support import connect, connection_processes, recv_exactly, wait_for
 
 SECONDS = float(os.environ.get("ECHOSERVER_SOAK_SECONDS", "20"))
 MIX = {"normal": 55, "resetting": 15, "idle": 15, "slow_reader": 15}
@@ -109,7 +109,7 @@ def run_client(kind: str, index: int, address, until: float, tally: Tally) -> No
 
 def resources(pid: int) -> tuple[int, int, int]:
     process = psutil.Process(pid)
-    return process.num_fds(), process.num_threads(), len(process.children())
+    return process.num_fds(), process.num_threads(), len(connection_processes(pid))
 
 
 @pytest.mark.slow
