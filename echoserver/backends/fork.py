@@ -2,7 +2,7 @@
 
 Each client is served by its own process, with its own interpreter and GIL, so
 CPU-bound handlers run truly in parallel. This process accepts; a small fork
-server it starts (:mod:`echoserver.processes.forkserver`) forks the connection
+server it starts (:mod:`echoserver.backends.forkserver`) forks the connection
 processes, from a heap that holds only the connection loop, so each costs less
 memory than a fork of this one would (docs/fork-server.md has the numbers).
 
@@ -28,7 +28,7 @@ from echoserver.backends.blocking import BlockingBackend
 from echoserver.backends.stream import BlockingConnection
 from echoserver.observability.stats import add
 from echoserver.processes.children import RestartBackoff, become_subreaper, describe_exit, signal_all
-from echoserver.processes.forking import ForkServerClient, ForkServerGone
+from echoserver.backends.forkclient import ForkServerClient, ForkServerGone
 
 log = logging.getLogger("echoserver")
 

@@ -1,6 +1,6 @@
 """The main process's side of the fork server: start it, hand it sockets, hear what became of them.
 
-See :mod:`echoserver.processes.forkserver` for why a fork server exists. What
+See :mod:`echoserver.backends.forkserver` for why a fork server exists. What
 lives here is what outlives any one fork server, so that a restarted one picks
 up where the dead one left off: the shared counter rows, the counter requests,
 the log pipe. Connection processes whose fork server died are re-parented to
@@ -22,7 +22,7 @@ from pathlib import Path
 
 from echoserver.config import ServerConfig
 from echoserver.observability.stats import SlotTable
-from echoserver.processes.forkserver import MESSAGE
+from echoserver.backends.forkserver import MESSAGE
 from echoserver.processes.relay import CounterRequests
 
 log = logging.getLogger("echoserver")
@@ -67,7 +67,7 @@ class ForkServerClient:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         level = logging.getLogger("echoserver").getEffectiveLevel()
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [PACKAGE_ROOT, os.environ.get("PYTHONPATH")]))}
-        args = [sys.executable, "-S", "-c", "from echoserver.processes.forkserver import main; main()",
+        args = [sys.executable, "-S", "-c", "from echoserver.backends.forkserver import main; main()",
                 *map(str, (theirs.fileno(), self.log_w, *self._fds, self.rows, os.getpid(), level))]
         try:
             # Its own process group (with its children): a Ctrl-C reaches this process alone, which drains them once.

@@ -8,7 +8,7 @@ connection child needs (the blocking connection loop, the handlers, the
 counters) and nothing else, so a child forked from it copies far less. It is
 multiprocessing's ``forkserver``, or Android's zygote, for connections.
 
-The main process (:mod:`echoserver.processes.forking`) keeps everything else:
+The main process (:mod:`echoserver.backends.forkclient`) keeps everything else:
 it accepts, enforces the limits, drains, reports. Over a ``SOCK_SEQPACKET``
 socket it sends each accepted socket (``send_fds``) with the row of shared
 counters its child is to use; this process forks, and answers with the child's
@@ -25,7 +25,7 @@ PID, and once it has reaped the child, with its exit status. Children:
 
 This process dies with the main process (SIGTERM from the kernel); it then
 gives its children the grace period, SIGKILLs what remains and exits. Run as
-``python -S -c 'from echoserver.processes.forkserver import main; main()' ...``.
+``python -S -c 'from echoserver.backends.forkserver import main; main()' ...``.
 """
 
 from __future__ import annotations
