@@ -34,18 +34,19 @@ def run(spec: LoadSpec, on_progress: Callable[[list, list], None] | None = None)
     address = spec.resolve()
     raise_fd_limit(spec.clients + 64)
     threads = split(spec.thread_count, spec.processes)
+    timeline = Timeline()
     if spec.processes == 1:
         progress, errors = [0] * threads[0], [0] * threads[0]
-        reporter = _start_reporter(on_progress, progress, errors)
+        reporter = _start_reporter(on_progress, progress, errors, timeline)
         barrier = threading.Barrier(threads[0])
         parts = [run_process(spec, 0, threads, address, barrier, progress, errors)]
     else:
-        parts, reporter = _run_forked(spec, threads, address, on_progress)
-    if reporter:
-        reporter.set()
+        parts, reporter = _run_forked(spec, threads, address, on_progress, timeline)
+    reporter.set()
     result = merge(parts)
     result["processes"] = spec.processes
     result["parts"] = 1
+    result["timeline"] = timeline.as_dict()
     judge_bottleneck(result)
     return result
 
@@ -146,19 +147,50 @@ def _partial(spec: LoadSpec, workers: list, probe: CpuProbe) -> dict:
     }
 
 
-def _start_reporter(on_progress, progress, errors) -> threading.Event | None:
-    if on_progress is None:
-        return None
+class Timeline:
+    """Replies per second over the whole run (connects and warmup included), from the progress counters.
+
+    Each worker's counter restarts from 0 when its window opens; a second in
+    which the sum went down is counted from that restart on, so the second
+    the window opens in is slightly undercounted. Good for a time series
+    (is the rate steady? when did it stall?), not for the headline rate,
+    which comes from the window itself.
+    """
+
+    def __init__(self) -> None:
+        self.started = time.monotonic()
+        self.last_total, self.last_at = 0, self.started
+        self.rates: list[float] = []
+
+    def sample(self, total: int) -> None:
+        now = time.monotonic()
+        done = total - self.last_total if total >= self.last_total else total
+        if now > self.last_at:
+            self.rates.append(round(done / (now - self.last_at), 1))
+        self.last_total, self.last_at = total, now
+
+    def as_dict(self) -> dict:
+        return {"interval_s": 1.0, "msgs_per_s": self.rates}
+
+
+def _start_reporter(on_progress, progress, errors, timeline: Timeline) -> threading.Event:
+    """Every half second the progress line (if any), every second a timeline sample."""
     done = threading.Event()
 
     def report() -> None:
+        ticks = 0
         while not done.wait(0.5):
-            on_progress(list(progress), list(errors))
+            ticks += 1
+            if ticks % 2 == 0:
+                timeline.sample(sum(progress))
+            if on_progress is not None:
+                on_progress(list(progress), list(errors))
     threading.Thread(target=report, name="echo-load-progress", daemon=True).start()
     return done
 
 
-def _run_forked(spec: LoadSpec, threads: list[int], address: tuple, on_progress) -> tuple[list, object]:
+def _run_forked(spec: LoadSpec, threads: list[int], address: tuple, on_progress,
+                timeline: Timeline) -> tuple[list, threading.Event]:
     """One forked child per process; each sends its raw partial result back through a pipe."""
     context = multiprocessing.get_context("fork")
     progress = context.Array("q", sum(threads), lock=False)
@@ -172,7 +204,7 @@ def _run_forked(spec: LoadSpec, threads: list[int], address: tuple, on_progress)
         child.start()
         sender.close()
         children.append((child, receiver))
-    reporter = _start_reporter(on_progress, progress, errors)
+    reporter = _start_reporter(on_progress, progress, errors, timeline)
     deadline = time.monotonic() + spec.connect_timeout + BARRIER_SLACK_S + spec.warmup_seconds \
         + spec.run_seconds + spec.timeout + 30
     parts = []
