@@ -134,6 +134,7 @@ def merge(results: list[dict]) -> dict:
     merged["server"] = _same(results, "server")
     merged["client_bound"] = any(part.get("client_bound") for part in results)
     merged["parts"] = len(results)
+    merged["timeline"] = _add_timelines([part.get("timeline") for part in results])
     finish(merged)
     rate = sum(part["messages"] / part["duration_s"] for part in results if part["duration_s"] > 0)
     merged["msgs_per_s"] = round(rate, 1)
@@ -145,6 +146,16 @@ def merge(results: list[dict]) -> dict:
 def _same(results: list[dict], key: str):
     values = {repr(part.get(key)) for part in results}
     return results[0].get(key) if len(values) == 1 else None
+
+
+def _add_timelines(timelines: list) -> dict | None:
+    """Second by second, the parts' rates add up (parts started together, as for the rates)."""
+    series = [t["msgs_per_s"] for t in timelines if t]
+    if not series:
+        return None
+    length = max(len(s) for s in series)
+    return {"interval_s": 1.0,
+            "msgs_per_s": [round(sum(s[i] for s in series if i < len(s)), 1) for i in range(length)]}
 
 
 def _add_histograms(encoded: object) -> str:
