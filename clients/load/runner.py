@@ -162,8 +162,10 @@ class Timeline:
         self.last_total, self.last_at = 0, self.started
         self.rates: list[float] = []
 
-    def sample(self, total: int) -> None:
+    def sample(self, total: int, final: bool = False) -> None:
         now = time.monotonic()
+        if final and now - self.last_at < 0.25:  # too short a tail to say anything
+            return
         done = total - self.last_total if total >= self.last_total else total
         if now > self.last_at:
             self.rates.append(round(done / (now - self.last_at), 1))
@@ -173,7 +175,7 @@ class Timeline:
         return {"interval_s": 1.0, "msgs_per_s": self.rates}
 
 
-def _start_reporter(on_progress, progress, errors, timeline: Timeline) -> threading.Event:
+def _start_reporter(on_progress, progress, errors, timeline: Timeline) -> "_Stopper":
     """Every half second the progress line (if any), every second a timeline sample."""
     done = threading.Event()
 
@@ -185,12 +187,25 @@ def _start_reporter(on_progress, progress, errors, timeline: Timeline) -> thread
                 timeline.sample(sum(progress))
             if on_progress is not None:
                 on_progress(list(progress), list(errors))
-    threading.Thread(target=report, name="echo-load-progress", daemon=True).start()
-    return done
+        timeline.sample(sum(progress), final=True)
+    thread = threading.Thread(target=report, name="echo-load-progress", daemon=True)
+    thread.start()
+    return _Stopper(done, thread)
+
+
+class _Stopper:
+    """Stops the reporter and waits for its last timeline sample."""
+
+    def __init__(self, done: threading.Event, thread: threading.Thread) -> None:
+        self.done, self.thread = done, thread
+
+    def set(self) -> None:
+        self.done.set()
+        self.thread.join(5)
 
 
 def _run_forked(spec: LoadSpec, threads: list[int], address: tuple, on_progress,
-                timeline: Timeline) -> tuple[list, threading.Event]:
+                timeline: Timeline) -> tuple[list, "_Stopper"]:
     """One forked child per process; each sends its raw partial result back through a pipe."""
     context = multiprocessing.get_context("fork")
     progress = context.Array("q", sum(threads), lock=False)
