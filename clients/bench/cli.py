@@ -9,7 +9,11 @@
 Each run starts a fresh echoserver (--port 0), waits for its ready
 line, runs echo-load against it with identical settings, and stops it;
 --target NAME=HOST:PORT measures a server that is already running instead.
-Writes results.md, results.csv, results.json and results.png into --out.
+Runs are repeated --repeat times, interleaved (A B C, A B C, ...), so a
+neighbour's burst of work hits every backend alike; every figure reported is
+the median of the repeats with their spread (min-max). Writes report.html
+(one self-contained page: tables, charts, parameters), results.md,
+results.csv, runs.csv, results.json and the charts' PNGs into --out.
 Exit status: 0 when every run was clean, 1 when any run saw errors or
 mismatches or its server did not start, 2 for a usage error.
 """
@@ -20,6 +24,7 @@ import json
 import shlex
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -77,12 +82,26 @@ def measure(run: Run, spec: LoadSpec, scenario_args: tuple[str, ...], on_line=pr
         on_line(f"echo-bench: {run.label}: server did not start: {str(exc).splitlines()[0]}")
         return {"label": run.label, "backend": run.backend, "failed": "server did not start"}
     try:
+        idle = idle_pss_mb(server.pid)
         result = _load(run, spec.replace(host=server.host, port=server.port, server_pid=server.pid), on_line)
     finally:
         code = server.stop()
     result["server_exit"] = code
+    result["server_idle_pss_mb"] = idle
     result["server_args"] = list(args[4:])
     return result
+
+
+def idle_pss_mb(pid: int) -> float | None:
+    """The server's PSS before any client connects: what per-connection memory is measured from."""
+    import psutil
+
+    try:
+        server = psutil.Process(pid)
+        processes = [server, *server.children(recursive=True)]
+        return round(sum(getattr(p.memory_full_info(), "pss", 0) for p in processes) / 2**20, 2)
+    except psutil.Error:
+        return None
 
 
 def _load(run: Run, spec: LoadSpec, on_line) -> dict:
@@ -137,11 +156,13 @@ def _time_limit(spec: LoadSpec) -> float:
 @click.option("--tls", is_flag=True,
               help="echo-load speaks TLS without verifying (--tls-insecure); give the servers "
                    "--server-args '--tls-cert FILE --tls-key FILE'.")
+@click.option("-r", "--repeat", type=click.IntRange(1, 100), default=3,
+              help="Measure every run this many times, interleaved; report the median and min-max.")
 @click.option("-o", "--out", type=click.Path(file_okay=False, path_type=Path), default=Path("results"),
-              help="Folder for results.md, .csv, .json and .png.")
-@click.option("--no-chart", is_flag=True, help="Skip the PNG chart.")
+              help="Folder for report.html, results.md, .csv, .json and the charts.")
+@click.option("--no-chart", is_flag=True, help="Skip the charts.")
 def command(scenario: str, backends: tuple, runs: tuple, targets: tuple, server_args: str, out: Path,
-            no_chart: bool, tls: bool, **load: object) -> int:
+            no_chart: bool, tls: bool, repeat: int, **load: object) -> int:
     chosen = SCENARIOS[scenario]
     plan = _plan(backends, runs, targets, tuple(shlex.split(server_args)))
     overrides = {name: value for name, value in load.items() if value is not None}
@@ -152,14 +173,42 @@ def command(scenario: str, backends: tuple, runs: tuple, targets: tuple, server_
     except SpecError as exc:
         raise click.UsageError(str(exc)) from None
     raise_fd_limit(spec.clients * 2 + 256)  # the servers inherit it
-    click.echo(f"echo-bench: scenario {scenario} ({chosen.teaches}); {len(plan)} runs", err=True)
-    results = []
-    for run in plan:
-        click.echo(f"echo-bench: {run.label} ...", err=True)
-        results.append(measure(run, spec, chosen.server_args, on_line=lambda line: click.echo(line, err=True)))
-    table = write_outputs(results, out, scenario=chosen, spec=spec, command=_command_line(), chart=not no_chart)
+    schedule = [(n, run) for n in range(1, repeat + 1) for run in plan]  # interleaved: A B C, A B C
+    click.echo(f"echo-bench: scenario {scenario} ({chosen.teaches}); {len(plan)} runs x {repeat} repeats "
+               f"= {len(schedule)}, about {_eta(len(schedule), spec.run_seconds + spec.warmup_seconds + 2)}", err=True)
+    results, started = [], time.monotonic()
+    for i, (n, run) in enumerate(schedule):
+        click.echo(f"echo-bench: run {i + 1}/{len(schedule)}: {run.label} (repeat {n}/{repeat})"
+                   + (f", {_eta(len(schedule) - i, (time.monotonic() - started) / i)} left" if i else ""), err=True)
+        result = measure(run, spec, chosen.server_args, on_line=lambda line: click.echo(line, err=True))
+        result["repeat"] = n
+        results.append(result)
+        click.echo(_row_line(result), err=True)
+    table, written = write_outputs(results, out, scenario=chosen, spec=spec, command=_command_line(),
+                                   repeat=repeat, chart=not no_chart)
     click.echo(table)
+    click.echo(f"echo-bench: wrote {', '.join(str(path) for path in written)}", err=True)
+    click.echo(f"echo-bench: open {out / 'report.html'} in a browser for the tables and charts", err=True)
     return 0 if all(result.get("ok") for result in results) else 1
+
+
+def _row_line(r: dict) -> str:
+    """One finished run, as soon as it finishes."""
+    if r.get("failed"):
+        return f"  {r['label']} #{r['repeat']}: {r['failed']}"
+    latency = r.get("latency_us") or {}
+    errors = ", ".join(f"{k} {v:,}" for k, v in sorted((r.get("errors") or {}).items())) or "no errors"
+    return (f"  {r['label']} #{r['repeat']}: {r.get('msgs_per_s', 0):,.0f} msg/s, p50 {_us(latency.get('p50'))}, "
+            f"p99 {_us(latency.get('p99'))}, {errors}" + (", CLIENT-BOUND" if r.get("client_bound") else ""))
+
+
+def _us(value) -> str:
+    return "-" if value is None else f"{value:,.0f} us"
+
+
+def _eta(runs: int, seconds_each: float) -> str:
+    seconds = round(runs * seconds_each)
+    return f"{seconds // 60} min {seconds % 60} s" if seconds >= 60 else f"{seconds} s"
 
 
 def _plan(backends: tuple, runs: tuple, targets: tuple, server_args: tuple) -> list[Run]:
