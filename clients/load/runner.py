@@ -131,6 +131,9 @@ def _partial(spec: LoadSpec, workers: list, probe: CpuProbe) -> dict:
             errors[kind] = errors.get(kind, 0) + count
     windows = [w.window for w in workers if len(w.window) == 2]
     duration_ns = max(end for _, end in windows) - min(start for start, _ in windows) if windows else 0
+    to_wall = (time.time_ns() - time.monotonic_ns()) / 1e9  # windows on the wall clock: comparable across machines
+    window_wall = [round(min(start for start, _ in windows) / 1e9 + to_wall, 3),
+                   round(max(end for _, end in windows) / 1e9 + to_wall, 3)] if windows else None
     messages = sum(worker.window_messages for worker in workers)
     return {
         "schema": "echo-load/1", "backend": spec.backend or None, "target": spec.target,
@@ -138,7 +141,7 @@ def _partial(spec: LoadSpec, workers: list, probe: CpuProbe) -> dict:
         "processes": 1, "threads": len(workers), "size": spec.size, "payload": spec.payload,
         "expect": spec.expect, "pipeline": spec.pipeline, "rate": spec.rate or None,
         "tls": spec.tls, "send_proxy": spec.send_proxy or None,
-        "warmup_s": spec.warmup_seconds, "duration_s": round(duration_ns / 1e9, 6),
+        "warmup_s": spec.warmup_seconds, "duration_s": round(duration_ns / 1e9, 6), "window_wall": window_wall,
         "messages": messages, "bytes": messages * spec.size,
         "errors": errors, "mismatches": sum(worker.mismatches for worker in workers),
         "per_connection": [count for worker in workers for count in worker.per_connection()],
