@@ -31,6 +31,7 @@ from pathlib import Path
 import click
 
 from echoserver.backends import REGISTRY
+from echoserver.cli.sizes import Size
 from echoserver.cli.usage import run_click
 
 from echoclients.bench.output import write_outputs
@@ -148,7 +149,8 @@ def _time_limit(spec: LoadSpec) -> float:
 @click.option("-c", "--clients", type=int, default=None, help="[default: the scenario's]")
 @click.option("-d", "--duration", type=float, default=5.0, help="Seconds measured per run.")
 @click.option("--warmup", type=float, default=1.0)
-@click.option("-s", "--size", type=int, default=None, help="Bytes per message  [default: the scenario's]")
+@click.option("-s", "--size", type=Size(), default=None,
+              help="Bytes per message, e.g. 64, 1k, 64KiB  [default: the scenario's]")
 @click.option("-t", "--threads", type=int, default=0, help="echo-load worker threads (0: one per CPU).")
 @click.option("--processes", type=int, default=1, help="echo-load processes.")
 @click.option("--pipeline", type=int, default=1)

@@ -20,6 +20,7 @@ import sys
 
 import click
 
+from echoserver.cli.sizes import Size
 from echoserver.cli.usage import run_click
 
 from echoclients.load import results
@@ -41,7 +42,7 @@ CONTEXT = {"help_option_names": ["-h", "--help"], "show_default": True, "max_con
 @click.option("-d", "--duration", type=float, default=None, help="Seconds measured  [default: 10]")
 @click.option("-n", "--requests", type=int, default=0, help="Stop after this many replies instead (0: use --duration).")
 @click.option("--warmup", type=float, default=None, help="Seconds run but not counted  [default: 1, 0 with --requests]")
-@click.option("-s", "--size", type=int, default=64, help="Bytes per message.")
+@click.option("-s", "--size", type=Size(), default="64", help="Bytes per message (65536, 64k, 64KiB, 1MiB).")
 @click.option("--payload", type=click.Choice(PAYLOADS), default="random",
               help="ascii: letters and digits, each message ending in a newline (works with --handler line).")
 @click.option("--pipeline", type=int, default=1, help="Messages in flight per connection (closed loop).")
@@ -99,6 +100,14 @@ def merge_command(files: tuple[str, ...], as_json: bool) -> int:
         if not isinstance(parts[-1], dict) or "histogram" not in parts[-1]:
             raise click.UsageError(f"{name}: not an echo-load --json result (no histogram)")
     result = results.merge(parts)
+    if result.get("overlap") is not None and result["overlap"] < 0.9:
+        shared = "did not overlap at all" if result["overlap"] <= 0 else \
+            f"shared only {result['overlap']:.0%} of the shortest one"
+        click.echo(f"echo-load merge: warning: the runs' measured windows {shared}; the summed rate is not "
+                   "a rate anyone saw at once (start the runs together, e.g. with the same --warmup)", err=True)
+    elif len(parts) > 1 and result.get("overlap") is None:
+        click.echo("echo-load merge: warning: some results carry no window times (older echo-load); "
+                   "cannot check that the runs overlapped", err=True)
     _emit(result, as_json)
     return 0 if result["ok"] else 1
 

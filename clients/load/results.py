@@ -135,6 +135,7 @@ def merge(results: list[dict]) -> dict:
     merged["client_bound"] = any(part.get("client_bound") for part in results)
     merged["parts"] = len(results)
     merged["timeline"] = _add_timelines([part.get("timeline") for part in results])
+    merged["window_wall"], merged["overlap"] = _overlap([part.get("window_wall") for part in results])
     finish(merged)
     rate = sum(part["messages"] / part["duration_s"] for part in results if part["duration_s"] > 0)
     merged["msgs_per_s"] = round(rate, 1)
@@ -146,6 +147,21 @@ def merge(results: list[dict]) -> dict:
 def _same(results: list[dict], key: str):
     values = {repr(part.get(key)) for part in results}
     return results[0].get(key) if len(values) == 1 else None
+
+
+def _overlap(windows: list) -> tuple[list | None, float | None]:
+    """The span of the parts' windows, and the share of the shortest one that all of them shared.
+
+    1.0: every part measured at the same time; 0 or less: some part ran
+    before another started, and adding their rates describes no moment at all.
+    """
+    known = [w for w in windows if w]
+    if not known or len(known) < len(windows):
+        return (None, None) if not known else ([min(w[0] for w in known), max(w[1] for w in known)], None)
+    common = min(w[1] for w in known) - max(w[0] for w in known)
+    shortest = min(w[1] - w[0] for w in known)
+    share = round(common / shortest, 3) if shortest > 0 else None
+    return [min(w[0] for w in known), max(w[1] for w in known)], share
 
 
 def _add_timelines(timelines: list) -> dict | None:

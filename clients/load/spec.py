@@ -139,7 +139,14 @@ class LoadSpec:
 
 def _check(value: float, low: float, high: float, option: str) -> None:
     if not low <= value <= high:
-        raise SpecError(option, f"must be between {low:g} and {high:g}, got {value:g}")
+        raise SpecError(option, f"must be between {number(low)} and {number(high)}, got {number(value)}")
+
+
+def number(value: float) -> str:
+    """``1,000,000`` and ``0.5``, never ``1e+06``: what a person reads at a glance."""
+    if float(value).is_integer():
+        return f"{int(value):,}"
+    return f"{value:,.6g}" if abs(value) < 1e15 else f"{value:g}"
 
 
 def split(total: int, parts: int) -> list[int]:
