@@ -4,6 +4,7 @@
   echo-load --clients 20                       # 127.0.0.1:8080, 10 s, 64-byte messages
   echo-load --host ::1 --port 9000 --clients 200 --duration 30 --size 1024
   echo-load --clients 50 --rate 20000          # open loop: a fixed offered load
+  echo-load --host unix:/run/echo.sock         # a Unix socket listener (echoserver --bind unix:...)
   echo-load --clients 20 --json                # machine-readable result on stdout
   echo-load --tls --tls-ca ca.pem --port 8443  # TLS: connect latency includes the handshake
   echo-load --send-proxy v2 --banner-lines 1   # behind-a-load-balancer servers
@@ -33,7 +34,7 @@ CONTEXT = {"help_option_names": ["-h", "--help"], "show_default": True, "max_con
 
 
 @click.command(context_settings=CONTEXT, help=__doc__)
-@click.option("--host", default="127.0.0.1", help="Server address (name, IPv4 or IPv6).")
+@click.option("--host", default="127.0.0.1", help="Server address (name, IPv4 or IPv6), or unix:/PATH.")
 @click.option("-p", "--port", type=int, default=8080)
 @click.option("-c", "--clients", type=int, default=20, help="Concurrent connections.")
 @click.option("-t", "--threads", type=int, default=0,

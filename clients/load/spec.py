@@ -83,6 +83,13 @@ class LoadSpec:
         if self.engine == "blocking" and (self.rate or self.pipeline > 1):
             raise SpecError("engine", "the blocking engine is closed loop with one message in flight")
         _check(self.banner_lines, 0, 1000, "banner-lines")
+        if self.unix_path is not None:
+            if not self.unix_path:
+                raise SpecError("host", "unix: needs a path, e.g. --host unix:/run/echo.sock")
+            if self.engine == "blocking":
+                raise SpecError("engine", "the blocking engine speaks TCP only; use the default engine for unix:")
+            if self.send_proxy:
+                raise SpecError("send-proxy", "a PROXY header carries TCP addresses; a unix: target has none")
         if self.send_proxy not in ("", *PROXY_VERSIONS):
             raise SpecError("send-proxy", f"choose one of {', '.join(PROXY_VERSIONS)}")
         self._check_tls()
@@ -121,11 +128,20 @@ class LoadSpec:
         return max(self.processes, min(wanted, self.clients))
 
     @property
+    def unix_path(self) -> str | None:
+        """The path of a ``--host unix:/PATH`` target (``--port`` is ignored then), else None."""
+        return self.host[len("unix:"):] if self.host.startswith("unix:") else None
+
+    @property
     def target(self) -> str:
+        if self.unix_path is not None:
+            return self.host
         return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
 
     def resolve(self) -> tuple[int, tuple]:
         """``(family, sockaddr)``; a host that does not resolve is a usage error."""
+        if self.unix_path is not None:
+            return socket.AF_UNIX, self.unix_path
         try:
             infos = socket.getaddrinfo(self.host, self.port, type=socket.SOCK_STREAM)
         except (socket.gaierror, UnicodeError) as exc:
