@@ -14,6 +14,7 @@ message leaves is a subclass: :class:`~echoclients.load.closedloop.ClosedLoopWor
 from __future__ import annotations
 
 import errno
+import os
 import select
 import socket
 from collections import Counter
@@ -63,6 +64,9 @@ class EpollWorker:
         # A closed loop never has more than --pipeline replies owed; an open one may.
         self.cap = period if rate else min(spec.pipeline * spec.size, period)
         self.running = True
+        self.lost: list[Connection] = []  # --reconnect: dropped during the run, replaced by housekeeping
+        self.replacing = False  # True from the connect barrier on: before it, a failure is final
+        self.reconnects = 0
 
     # -- lifetime ----------------------------------------------------------------
 
@@ -75,6 +79,7 @@ class EpollWorker:
             self.stop_at = self.measure_at + int(self.spec.run_seconds * 1e9)
             self.stop_after = float("inf")
             self.next_tick = now
+            self.replacing = self.spec.reconnect
             self.drive(now)
             if not self.window:  # stopped before the window opened: an empty one
                 self.window = [clock(), clock()]
@@ -230,6 +235,8 @@ class EpollWorker:
             self.epoll.unregister(fd)
         conn.sock.close()
         conn.sock = None
+        if self.replacing:
+            self.lost.append(conn)
 
     # -- a few times a second ------------------------------------------------------
 
@@ -246,13 +253,55 @@ class EpollWorker:
                 self.fail(conn, "timeout")
         if self.spec.tls:
             self.read_tls_buffers()
-        if not self.by_fd:
+        if self.lost and self.running:
+            self.reopen()
+        if not self.by_fd and not self.lost:
             self.running = False
             if self.window and len(self.window) == 1:
                 self.close_window(now)
         self.latency.maybe_fold()
         if self.progress is not None:
             self.progress[self.slot] = self.completed - (self.baseline_total if self.window else 0)
+
+    def reopen(self) -> None:
+        """``--reconnect``: a new connection for each one lost, its stream started over.
+
+        The connect (and TLS handshake, PROXY header, banner) is made blocking,
+        on this load thread: it stalls this thread's other connections for that
+        long (well under a millisecond on loopback), and only when something
+        was lost. A connect that fails is counted and tried again next tick.
+        """
+        lost, self.lost = self.lost, []
+        for conn in lost:
+            conn.rpos = conn.spos = conn.low
+            conn.partial = conn.owed = 0
+            conn.corrupt = conn.writing = False
+            conn.sent_at.clear()
+            started = clock()
+            try:
+                if conn.open(self.family, self.sockaddr) == errno.EINPROGRESS:
+                    select.select([], [conn.sock], [], self.spec.connect_timeout)
+                code = conn.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+                if code:
+                    raise OSError(code, os.strerror(code))
+                conn.sock.settimeout(self.spec.connect_timeout)
+                for _ in (self.opening.steps(conn) if self.opening else ()):
+                    pass  # blocking: the steps never wait
+                conn.sock.setblocking(False)
+            except OSError as exc:
+                self.fail(conn, error_kind(exc))  # back on the lost list
+                continue
+            self.connect_latency.record(clock() - started)
+            if self.spec.tls:
+                conn.recv, conn.send = tls_calls(conn.sock)
+            else:
+                conn.recv, conn.send = conn.sock.recv, conn.sock.send
+            fd = conn.sock.fileno()
+            self.by_fd[fd] = conn
+            self.epoll.register(fd, EPOLLIN)
+            self.reconnects += 1
+            if not self.rate:
+                self.queue(conn, self.spec.pipeline, clock())
 
     def read_tls_buffers(self) -> None:
         """Replies decrypted but left in the TLS layer by a read that reached its cap raise no epoll event.
