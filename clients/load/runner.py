@@ -144,6 +144,7 @@ def _partial(spec: LoadSpec, workers: list, probe: CpuProbe) -> dict:
         "warmup_s": spec.warmup_seconds, "duration_s": round(duration_ns / 1e9, 6), "window_wall": window_wall,
         "messages": messages, "bytes": messages * spec.size,
         "errors": errors, "mismatches": sum(worker.mismatches for worker in workers),
+        "reconnects": sum(getattr(worker, "reconnects", 0) for worker in workers),
         "per_connection": [count for worker in workers for count in worker.per_connection()],
         "histogram": encode(latency), "connect_histogram": encode(connect),
         "cpu": probe.client_summary(), "server": probe.server_summary(),
