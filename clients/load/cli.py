@@ -64,6 +64,9 @@ CONTEXT = {"help_option_names": ["-h", "--help"], "show_default": True, "max_con
               help="Send a PROXY protocol header first (source: this connection, destination: the server).")
 @click.option("--banner-lines", type=int, default=0,
               help="Read and drop this many lines the server sends on connect (echoserver --banner: 1).")
+@click.option("--reconnect", is_flag=True,
+              help="Replace a connection the server closes or resets, and go on measuring (faults are still "
+                   "counted, and exit status 1).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress line.")
 def command(as_json: bool, quiet: bool, send_proxy: str | None, **options: object) -> int:
@@ -84,6 +87,9 @@ def command(as_json: bool, quiet: bool, send_proxy: str | None, **options: objec
 
 @click.command(context_settings=CONTEXT)
 @click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, allow_dash=True))
+@click.option("--reconnect", is_flag=True,
+              help="Replace a connection the server closes or resets, and go on measuring (faults are still "
+                   "counted, and exit status 1).")
 @click.option("--json", "as_json", is_flag=True, help="Print the merged result as JSON.")
 def merge_command(files: tuple[str, ...], as_json: bool) -> int:
     """Combine ``echo-load --json`` results of runs made side by side (several machines, one server).

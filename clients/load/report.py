@@ -21,7 +21,8 @@ def format_summary(result: dict) -> str:
         f"  fairness   {fair['served']:,}/{fair['connections']:,} connections served; msg/s per connection "
         f"min {_num(fair['rate_min'])} median {_num(fair['rate_median'])} max {_num(fair['rate_max'])}",
         f"  cpu        {_cpu(result)}",
-        f"  errors     {_errors(result['errors'])}",
+        f"  errors     {_errors(result['errors'])}"
+        + (f"; {result['reconnects']:,} connections replaced (--reconnect)" if result.get("reconnects") else ""),
         f"  mismatches {result['mismatches']:,}",
     ]
     return "\n".join(lines)

@@ -107,7 +107,7 @@ def finish(result: dict) -> dict:
     return result
 
 
-_SUMMED = ("clients", "processes", "threads", "messages", "bytes", "mismatches")
+_SUMMED = ("clients", "processes", "threads", "messages", "bytes", "mismatches", "reconnects")
 
 
 def merge(results: list[dict]) -> dict:

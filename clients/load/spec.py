@@ -56,6 +56,7 @@ class LoadSpec:
     tls_insecure: bool = False  # do not verify the server's certificate at all
     send_proxy: str = ""  # "v1" or "v2": send a PROXY protocol header first
     banner_lines: int = 0  # lines the server sends on connect, read and dropped before measuring
+    reconnect: bool = False  # replace a connection the server closed or reset, and go on measuring
 
     def __post_init__(self) -> None:
         _check(self.port, 1, 65535, "port")
@@ -80,6 +81,8 @@ class LoadSpec:
             raise SpecError("engine", f"choose one of {', '.join(ENGINES)}")
         if self.processes > self.clients:
             raise SpecError("processes", f"{self.processes} processes for {self.clients} clients leaves some idle")
+        if self.engine == "blocking" and self.reconnect:
+            raise SpecError("reconnect", "needs the default engine (epoll)")
         if self.engine == "blocking" and (self.rate or self.pipeline > 1):
             raise SpecError("engine", "the blocking engine is closed loop with one message in flight")
         _check(self.banner_lines, 0, 1000, "banner-lines")
