@@ -87,9 +87,6 @@ def command(as_json: bool, quiet: bool, send_proxy: str | None, **options: objec
 
 @click.command(context_settings=CONTEXT)
 @click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, allow_dash=True))
-@click.option("--reconnect", is_flag=True,
-              help="Replace a connection the server closes or resets, and go on measuring (faults are still "
-                   "counted, and exit status 1).")
 @click.option("--json", "as_json", is_flag=True, help="Print the merged result as JSON.")
 def merge_command(files: tuple[str, ...], as_json: bool) -> int:
     """Combine ``echo-load --json`` results of runs made side by side (several machines, one server).
