@@ -151,3 +151,15 @@ def test_workers_report_into_the_same_totals(backend, start_server) -> None:
     assert samples["echoserver_received_bytes_total"] == samples["echoserver_sent_bytes_total"] == 3000
     assert samples["echoserver_processes"] >= 3  # the supervisor and its two workers
     assert healthz(server) == 200
+
+
+def test_unknown_paths_are_404(start_server) -> None:
+    server = start_server("--backend", "asyncio", "--metrics-port", "0")
+    base = metrics_url(server)
+    for path in ("/", "/favicon.ico", "/metrics/extra"):
+        try:
+            code = urllib.request.urlopen(base + path, timeout=10).status
+        except urllib.error.HTTPError as error:
+            code = error.code
+        assert code == 404, path
+    assert urllib.request.urlopen(base + "/metrics", timeout=10).status == 200

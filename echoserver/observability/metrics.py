@@ -115,17 +115,24 @@ class MetricsServer:
         self.accepting = accepting
 
         def app(environ, start_response):
-            if environ.get("PATH_INFO") == "/healthz":
+            path = environ.get("PATH_INFO")
+            if path == "/healthz":
                 ok = self.accepting()
                 start_response("200 OK" if ok else "503 Service Unavailable", [("Content-Type", "text/plain")])
                 return [b"ok\n" if ok else b"draining\n"]
-            return metrics_app(environ, start_response)
+            if path == "/metrics":
+                return metrics_app(environ, start_response)
+            start_response("404 Not Found", [("Content-Type", "text/plain")])
+            return [b"not found: this endpoint serves /metrics and /healthz\n"]
 
         try:
             family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
             base = ThreadingWSGIServer if threaded else WSGIServer
             server_class = type("MetricsHTTPServer", (base,), {"address_family": family})
             self.httpd = make_server(host, port, app, server_class, handler_class=_QuietHandler)
+        except socket.gaierror as exc:
+            raise BindError("metrics_host", f"--metrics-host {host!r} does not resolve: {exc.strerror}; give a name or "
+                                            "address of this machine") from None
         except OSError as exc:
             if exc.errno == errno.EADDRINUSE:
                 raise BindError("metrics_port",
