@@ -7,6 +7,7 @@ one-line usage error, the Python API lets it propagate.
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass
 
 HANDLERS = ("echo", "upper", "line")
@@ -100,7 +101,12 @@ class ServerConfig:
             raise ConfigError("proxy_protocol", f"choose one of {', '.join(PROXY_MODES)}")
         object.__setattr__(self, "delay", tuple(self.delay))
         if len(self.delay) != 2 or not 0 <= self.delay[1] <= self.delay[0] <= 3_600_000:
-            raise ConfigError("delay", f"MS[:JITTER] with 0 <= JITTER <= MS, got {self.delay}")
+            shown = ":".join(f"{value:g}" for value in self.delay)
+            raise ConfigError("delay", f"MS[:JITTER] with 0 <= JITTER <= MS <= 3600000, got {shown}")
+        unknown = sorted(set(re.findall(r"{([^{}]*)}", self.banner)) - {"hostname", "backend"})
+        if unknown:
+            raise ConfigError("banner", f"unknown placeholder {{{unknown[0]}}}; the banner fills in {{hostname}} "
+                                        "and {backend}")
         _check(self.reset_probability, 0, 1, "reset_probability")
         _check(self.trickle, 0, 1 << 40, "trickle")
         _check(self.max_bytes_per_connection, 0, 1 << 60, "max_bytes_per_connection")
