@@ -7,6 +7,7 @@ one-line usage error, the Python API lets it propagate.
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
 from dataclasses import dataclass
 
@@ -97,6 +98,11 @@ class ServerConfig:
             raise ConfigError("tls_key" if self.tls_cert else "tls_cert", "--tls-cert and --tls-key go together")
         if self.tls_client_ca and not self.tls_cert:
             raise ConfigError("tls_client_ca", "mutual TLS needs --tls-cert and --tls-key too")
+        for option in ("tls_cert", "tls_key", "tls_client_ca"):  # before binding: not "port in use" first
+            path = getattr(self, option)
+            if path and not (os.path.isfile(path) and os.access(path, os.R_OK)):
+                state = "is not readable" if os.path.isfile(path) else "does not exist or is not a file"
+                raise ConfigError(option, f"{path} {state}")
         if self.proxy_protocol not in PROXY_MODES:
             raise ConfigError("proxy_protocol", f"choose one of {', '.join(PROXY_MODES)}")
         object.__setattr__(self, "delay", tuple(self.delay))
