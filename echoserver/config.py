@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
+import socket
 from dataclasses import dataclass
 
 HANDLERS = ("echo", "upper", "line")
@@ -73,6 +74,9 @@ class ServerConfig:
     stats_interval: float = 0.0  # seconds between stats log lines, 0: none
     # Accepting processes (1: no supervisor); each runs the backend on the one shared listener.
     workers: int = 1
+    # With --workers: one listening socket per worker (SO_REUSEPORT), so the kernel spreads new
+    # connections evenly over the workers instead of handing them to whichever woke first.
+    reuse_port: bool = False
 
     def __post_init__(self) -> None:
         _check(self.port, 0, 65535, "port")
@@ -121,6 +125,17 @@ class ServerConfig:
         _check(self.stats_interval, 0, 86400, "stats_interval")
         if not 1 <= self.workers <= MAX_WORKERS:
             raise ConfigError("workers", f"must be at least 1 and at most {MAX_WORKERS} (auto: one per available CPU), got {self.workers}")
+        self._check_reuse_port()
+
+    def _check_reuse_port(self) -> None:
+        if not self.reuse_port:
+            return
+        if self.workers < 2:
+            raise ConfigError("reuse_port", "only means something with --workers 2 or more")
+        if not hasattr(socket, "SO_REUSEPORT"):
+            raise ConfigError("reuse_port", "this system has no SO_REUSEPORT (Linux 3.9+ has)")
+        if any(where[0] == "unix" for where in self.listen_addresses()):
+            raise ConfigError("reuse_port", "spreads TCP listeners only; leave it out with unix: binds")
 
     def listen_addresses(self) -> list[tuple]:
         """``("tcp", host, port)`` or ``("unix", path)`` for every listener."""
