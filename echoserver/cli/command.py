@@ -99,6 +99,9 @@ def _list_backends(ctx: click.Context, param: click.Parameter, value: bool) -> N
               help="Processes accepting on the one listening socket, each running the backend, under a supervisor "
                    "that restarts them; auto: one per available CPU. With fork: N accepting processes that each "
                    "fork per connection.")
+@click.option("--reuse-port", is_flag=True, default=DEFAULTS.reuse_port, show_envvar=True,
+              help="With --workers: a listening socket per worker (SO_REUSEPORT, Linux), so the kernel spreads "
+                   "new connections evenly instead of giving a burst to whichever worker wakes first.")
 @click.option("--tls-cert", default="", show_envvar=True, metavar="FILE", help="Serve TLS with this certificate (PEM).")
 @click.option("--tls-key", default="", show_envvar=True, metavar="FILE", help="The certificate's private key (PEM).")
 @click.option("--tls-client-ca", default="", show_envvar=True, metavar="FILE",
