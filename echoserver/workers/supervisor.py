@@ -74,11 +74,16 @@ def supervise(config: ServerConfig) -> int:
     when the address cannot be bound or the backend is unavailable.
     """
     backend_class = backends.load(config.backend)
-    listeners = bind_listeners(config)
+    listeners = bind_listeners(config, config.reuse_port)
+    per_slot = [listeners]
     try:
-        return Supervisor(config, backend_class, listeners).run()
+        if config.reuse_port:  # the same addresses (a port 0 now resolved), bound again for every other worker
+            same = config.replace(bind=tuple(format_address(sock.getsockname()) for sock in listeners))
+            per_slot += [bind_listeners(same, reuse_port=True) for _ in range(1, config.workers)]
+        return Supervisor(config, backend_class, listeners, per_slot if config.reuse_port else None).run()
     finally:
-        close_listeners(listeners)
+        for group in per_slot:
+            close_listeners(group)
 
 
 @dataclass
@@ -91,10 +96,12 @@ class Worker:
 
 
 class Supervisor:
-    def __init__(self, config: ServerConfig, backend_class: type, listeners: list) -> None:
+    def __init__(self, config: ServerConfig, backend_class: type, listeners: list,
+                 slot_listeners: list[list] | None = None) -> None:
         self.config = config
         self.backend_class = backend_class
         self.listeners = listeners
+        self.slot_listeners = slot_listeners  # --reuse-port: each slot's own sockets (and a respawn's)
         self.workers: dict[int, Worker] = {}  # by PID
         self.quick_deaths = [0] * config.workers  # per slot, in a row
         self.restarts: dict[int, float] = {}  # slot -> when to start its next worker
@@ -225,7 +232,13 @@ class Supervisor:
             for fd in inherited:
                 os.close(fd)
             os.setpgid(0, 0)
-            status = run_worker(self.config, self.backend_class, self.listeners, ready_w, os.getppid(),
+            listeners = self.listeners
+            if self.slot_listeners:
+                listeners = self.slot_listeners[slot]
+                for n, group in enumerate(self.slot_listeners):
+                    for sock in group if n != slot else ():
+                        sock.close()  # another worker's share of the port
+            status = run_worker(self.config, self.backend_class, listeners, ready_w, os.getppid(),
                                 self.table, slot)
         except BaseException:  # noqa: BLE001 - a worker must never return into the supervisor's loop
             worker_log.exception("worker %d failed", os.getpid())
