@@ -14,7 +14,6 @@ message leaves is a subclass: :class:`~echoclients.load.closedloop.ClosedLoopWor
 from __future__ import annotations
 
 import errno
-import os
 import select
 import socket
 from collections import Counter
@@ -264,44 +263,10 @@ class EpollWorker:
             self.progress[self.slot] = self.completed - (self.baseline_total if self.window else 0)
 
     def reopen(self) -> None:
-        """``--reconnect``: a new connection for each one lost, its stream started over.
+        """``--reconnect``: see :func:`echoclients.load.reconnect.replace_lost`."""
+        from echoclients.load.reconnect import replace_lost
 
-        The connect (and TLS handshake, PROXY header, banner) is made blocking,
-        on this load thread: it stalls this thread's other connections for that
-        long (well under a millisecond on loopback), and only when something
-        was lost. A connect that fails is counted and tried again next tick.
-        """
-        lost, self.lost = self.lost, []
-        for conn in lost:
-            conn.rpos = conn.spos = conn.low
-            conn.partial = conn.owed = 0
-            conn.corrupt = conn.writing = False
-            conn.sent_at.clear()
-            started = clock()
-            try:
-                if conn.open(self.family, self.sockaddr) == errno.EINPROGRESS:
-                    select.select([], [conn.sock], [], self.spec.connect_timeout)
-                code = conn.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
-                if code:
-                    raise OSError(code, os.strerror(code))
-                conn.sock.settimeout(self.spec.connect_timeout)
-                for _ in (self.opening.steps(conn) if self.opening else ()):
-                    pass  # blocking: the steps never wait
-                conn.sock.setblocking(False)
-            except OSError as exc:
-                self.fail(conn, error_kind(exc))  # back on the lost list
-                continue
-            self.connect_latency.record(clock() - started)
-            if self.spec.tls:
-                conn.recv, conn.send = tls_calls(conn.sock)
-            else:
-                conn.recv, conn.send = conn.sock.recv, conn.sock.send
-            fd = conn.sock.fileno()
-            self.by_fd[fd] = conn
-            self.epoll.register(fd, EPOLLIN)
-            self.reconnects += 1
-            if not self.rate:
-                self.queue(conn, self.spec.pipeline, clock())
+        replace_lost(self)
 
     def read_tls_buffers(self) -> None:
         """Replies decrypted but left in the TLS layer by a read that reached its cap raise no epoll event.
