@@ -104,3 +104,13 @@ def test_run_and_target_syntax():
     assert parse_run("w2=uvloop --workers 2") == Run("w2", "uvloop", ("--workers", "2"))
     assert parse_target("v6=[::1]:9000") == Run("v6", "v6", target=("::1", 9000))
     assert parse_target("thread=thread:8080").target == ("thread", 8080)
+
+
+def test_label_pairs_are_drawn_as_grouped_coloured_bars():
+    from echoclients.bench.chart import layout
+
+    rows = [{"label": label} for label in ("thread-1", "thread-2", "asyncio-1", "asyncio-2")]
+    positions, colours, ticks, legend, _ = layout(rows)
+    assert ticks == ["thread", "asyncio"] and legend == ["-1", "-2"]
+    assert positions == [-0.2, 0.2, 0.8, 1.2] and colours[0] == colours[2] != colours[1] == colours[3]
+    assert layout([{"label": "thread"}, {"label": "asyncio"}])[2] == ["thread", "asyncio"]
