@@ -33,7 +33,7 @@ def test_two_backends_give_table_csv_json_and_chart(tmp_path):
     assert set(table) == {"thread", "asyncio"}
     for row in table.values():
         assert float(row["msgs_per_s_median"]) > 0 and row["errors"] == "none" and row["served"] == "4"
-        assert float(row["server_cpu_percent_median"]) > 0 and float(row["server_pss_mb_median"]) > 0
+        assert float(row["server_cpu_percent_median"]) >= 0 and float(row["server_pss_mb_median"]) > 0  # CPU: 10 ms ticks
     markdown = (tmp_path / "results.md").read_text()
     assert "echo-bench --backend thread --backend asyncio" in markdown
     assert "| thread" in markdown and "| asyncio" in markdown and "results.png" in markdown
