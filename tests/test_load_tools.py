@@ -97,3 +97,11 @@ def _has(module: str) -> bool:
     except ImportError:
         return False
     return True
+
+
+def test_plain_text_to_a_tls_listener_gets_a_hint(start_server, tls_files):
+    server = start_server("--backend", "asyncio", "--tls-cert", tls_files["cert"], "--tls-key", tls_files["key"])
+    code, result, err = echo_load("--port", str(server.port), *SHORT)
+    assert code == 1 and result["messages"] == 0 and "add --tls" in err
+    code, result, err = echo_load("--port", str(server.port), "--tls", "--tls-ca", tls_files["ca"], *SHORT)
+    assert code == 0 and result["messages"] > 0 and "add --tls" not in err

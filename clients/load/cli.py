@@ -121,6 +121,11 @@ def _emit(result: dict, as_json: bool) -> None:
         click.echo(json.dumps(result, indent=2))
     else:
         click.echo(format_summary(result))
+    if not result.get("tls") and not result.get("messages") and result.get("errors") \
+            and set(result["errors"]) <= {"reset", "closed_by_server", "short_read"}:
+        click.echo("echo-load: every connection was closed or reset before a reply: that is how a TLS "
+                   "listener answers plain text; if the server speaks TLS, add --tls (--tls-insecure for a "
+                   "self-signed certificate)", err=True)
     if result.get("client_bound"):
         click.echo("echo-load: warning: client-bound: echo-load's process was saturated while the server "
                    "was not; add --processes or threads on another core", err=True)
