@@ -163,6 +163,7 @@ class Timeline:
 
     def __init__(self) -> None:
         self.started = time.monotonic()
+        self.started_wall = time.time()  # where the window (``window_wall``) falls on this timeline
         self.last_total, self.last_at = 0, self.started
         self.rates: list[float] = []
 
@@ -176,7 +177,7 @@ class Timeline:
         self.last_total, self.last_at = total, now
 
     def as_dict(self) -> dict:
-        return {"interval_s": 1.0, "msgs_per_s": self.rates}
+        return {"interval_s": 1.0, "msgs_per_s": self.rates, "started_wall": round(self.started_wall, 3)}
 
 
 def _start_reporter(on_progress, progress, errors, timeline: Timeline) -> "_Stopper":
