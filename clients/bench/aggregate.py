@@ -64,6 +64,7 @@ def summarize(label: str, runs: list[dict]) -> dict:
     row["histogram"] = _added([r.get("histogram") for r in measured])
     row["per_run_rates"] = [None if r.get("failed") else r.get("msgs_per_s") for r in runs]
     row["timelines"] = [(r.get("timeline") or {}).get("msgs_per_s", []) for r in measured]
+    row["window_offsets"] = [_window_offset(r) for r in measured]
     return row
 
 
@@ -79,6 +80,12 @@ def relative_spread(row: dict, name: str = "msgs_per_s") -> float | None:
     if not figure or figure["n"] < 2 or not figure["median"]:
         return None
     return (figure["max"] - figure["min"]) / figure["median"]
+
+
+def _window_offset(r: dict) -> list | None:
+    """Where the measured window fell on the run's timeline, in seconds from the start of the load."""
+    started, window = (r.get("timeline") or {}).get("started_wall"), r.get("window_wall")
+    return [round(window[0] - started, 2), round(window[1] - started, 2)] if started and window else None
 
 
 def _added(encoded: list) -> str:

@@ -212,9 +212,11 @@ def timeline(plt, rows: list[dict], meta: dict):
         for k, series in enumerate(row.get("timelines", [])):
             axis.plot(range(1, len(series) + 1), series, color=colour, alpha=0.8, linewidth=1.2, marker=".",
                       linestyle="-" if n < len(COLOURS) else "--", label=row["label"] if k == 0 else None)
-    warmup = meta.get("warmup_s")
-    if warmup:
-        axis.axvspan(0, warmup, color="#dddddd", alpha=0.5, label="connect + warmup (about)")
+    windows = [w for r in rows for w in r.get("window_offsets", []) if w]
+    if windows:  # the latest opening and earliest closing: the part every repeat measured
+        start, end = max(w[0] for w in windows), min(w[1] for w in windows)
+        axis.axvspan(0, start, color="#dddddd", alpha=0.5, label="connect + warmup")
+        axis.axvline(end, color="#888888", linestyle=":", linewidth=1, label="window closed")
     axis.set_xlabel("seconds since the load started (one line per repeat)")
     axis.set_ylabel("messages / s")
     axis.set_ylim(bottom=0)
