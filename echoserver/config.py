@@ -10,7 +10,7 @@ import dataclasses
 import os
 import re
 import socket
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 HANDLERS = ("echo", "upper", "line")
 PROXY_MODES = ("off", "optional", "required")
@@ -74,9 +74,9 @@ class ServerConfig:
     stats_interval: float = 0.0  # seconds between stats log lines, 0: none
     # Accepting processes (1: no supervisor); each runs the backend on the one shared listener.
     workers: int = 1
-    # With --workers: one listening socket per worker (SO_REUSEPORT), so the kernel spreads new
-    # connections evenly over the workers instead of handing them to whichever woke first.
-    reuse_port: bool = False
+    reuse_port: bool = field(default=False, metadata={"help": (
+        "With --workers: a listening socket per worker (SO_REUSEPORT, Linux), so the kernel spreads new "
+        "connections evenly instead of giving a burst to whichever worker wakes first.")})
 
     def __post_init__(self) -> None:
         _check(self.port, 0, 65535, "port")

@@ -11,7 +11,7 @@ import dataclasses
 import os
 import socket
 import ssl
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from echoclients.load.payload import EXPECTS, PAYLOADS
 
@@ -56,7 +56,9 @@ class LoadSpec:
     tls_insecure: bool = False  # do not verify the server's certificate at all
     send_proxy: str = ""  # "v1" or "v2": send a PROXY protocol header first
     banner_lines: int = 0  # lines the server sends on connect, read and dropped before measuring
-    reconnect: bool = False  # replace a connection the server closed or reset, and go on measuring
+    reconnect: bool = field(default=False, metadata={"help": (
+        "Replace a connection the server closes or resets, and go on measuring (faults are still counted, "
+        "and exit status 1).")})
 
     def __post_init__(self) -> None:
         _check(self.port, 1, 65535, "port")
