@@ -6,6 +6,7 @@
 #   BENCH_TARGETS   "name=host:port ..." (the compose services)
 #   BENCH_CLIENTS, BENCH_DURATION (seconds measured per backend, after
 #   BENCH_WARMUP seconds not counted), BENCH_SIZE (bytes)
+#   BENCH_REPEAT    echo-bench: measure each backend this many times, interleaved (default 1)
 #   BENCH_TOOL      auto | echo-bench | echo-load
 #                   auto uses echo-bench when it can measure servers that are
 #                   already running (--target), else one echo-load per backend.
@@ -20,6 +21,7 @@ targets=${BENCH_TARGETS:?set BENCH_TARGETS to "name=host:port ..."}
 clients=${BENCH_CLIENTS:-16}
 duration=${BENCH_DURATION:-5}
 warmup=${BENCH_WARMUP:-1}
+repeat=${BENCH_REPEAT:-1}
 size=${BENCH_SIZE:-64}
 out=${RESULTS_DIR:-/results}
 tool=${BENCH_TOOL:-auto}
@@ -54,7 +56,7 @@ echo-bench)
     done
     echo-bench --scenario echo "$@" \
         --clients "$clients" --duration "$duration" --warmup "$warmup" --size "$size" \
-        --out "$out" || status=$?
+        --repeat "$repeat" --out "$out" || status=$?
     ;;
 echo-load)
     runs=$(mktemp -d)

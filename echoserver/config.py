@@ -7,6 +7,9 @@ one-line usage error, the Python API lets it propagate.
 from __future__ import annotations
 
 import dataclasses
+import os
+import re
+import socket
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -80,6 +83,9 @@ class ServerConfig:
     workers: int = option(1, "Processes accepting on the one listening socket, each running the backend, under a "
                              "supervisor that restarts them; auto: one per available CPU. With fork: N accepting "
                              "processes that each fork per connection.", type="workers")
+    reuse_port: bool = option(False, "With --workers: a listening socket per worker (SO_REUSEPORT, Linux), so the "
+                                     "kernel spreads new connections evenly instead of giving a burst to whichever "
+                                     "worker wakes first.")
     # What deployments ask of an echo server: TLS, the PROXY protocol, a banner.
     tls_cert: str = option("", "Serve TLS with this certificate (PEM).", metavar="FILE")
     tls_key: str = option("", "The certificate's private key (PEM).", metavar="FILE")
@@ -132,11 +138,21 @@ class ServerConfig:
             raise ConfigError("tls_key" if self.tls_cert else "tls_cert", "--tls-cert and --tls-key go together")
         if self.tls_client_ca and not self.tls_cert:
             raise ConfigError("tls_client_ca", "mutual TLS needs --tls-cert and --tls-key too")
+        for option in ("tls_cert", "tls_key", "tls_client_ca"):  # before binding: not "port in use" first
+            path = getattr(self, option)
+            if path and not (os.path.isfile(path) and os.access(path, os.R_OK)):
+                state = "is not readable" if os.path.isfile(path) else "does not exist or is not a file"
+                raise ConfigError(option, f"{path} {state}")
         if self.proxy_protocol not in PROXY_MODES:
             raise ConfigError("proxy_protocol", f"choose one of {', '.join(PROXY_MODES)}")
         object.__setattr__(self, "delay", tuple(self.delay))
         if len(self.delay) != 2 or not 0 <= self.delay[1] <= self.delay[0] <= 3_600_000:
-            raise ConfigError("delay", f"MS[:JITTER] with 0 <= JITTER <= MS, got {self.delay}")
+            shown = ":".join(f"{value:g}" for value in self.delay)
+            raise ConfigError("delay", f"MS[:JITTER] with 0 <= JITTER <= MS <= 3600000, got {shown}")
+        unknown = sorted(set(re.findall(r"{([^{}]*)}", self.banner)) - {"hostname", "backend"})
+        if unknown:
+            raise ConfigError("banner", f"unknown placeholder {{{unknown[0]}}}; the banner fills in {{hostname}} "
+                                        "and {backend}")
         _check(self.reset_probability, 0, 1, "reset_probability")
         _check(self.trickle, 0, 1 << 40, "trickle")
         _check(self.max_bytes_per_connection, 0, 1 << 60, "max_bytes_per_connection")
@@ -148,6 +164,17 @@ class ServerConfig:
             raise ConfigError("cpu_work_on", f"choose one of {', '.join(CPU_WORK_ON)}")
         if not 1 <= self.workers <= MAX_WORKERS:
             raise ConfigError("workers", f"must be at least 1 and at most {MAX_WORKERS} (auto: one per available CPU), got {self.workers}")
+        self._check_reuse_port()
+
+    def _check_reuse_port(self) -> None:
+        if not self.reuse_port:
+            return
+        if self.workers < 2:
+            raise ConfigError("reuse_port", "only means something with --workers 2 or more")
+        if not hasattr(socket, "SO_REUSEPORT"):
+            raise ConfigError("reuse_port", "this system has no SO_REUSEPORT (Linux 3.9+ has)")
+        if any(where[0] == "unix" for where in self.listen_addresses()):
+            raise ConfigError("reuse_port", "spreads TCP listeners only; leave it out with unix: binds")
 
     def listen_addresses(self) -> list[tuple]:
         """``("tcp", host, port)`` or ``("unix", path)`` for every listener."""

@@ -21,7 +21,7 @@ from echoserver.net.listener import bind_listeners, remove_files, unix_paths
 from echoserver.observability.logs import StatsReporter
 from echoserver.observability.ready import ready_line
 from echoserver.observability.reporting import reporting
-from echoserver.observability.stats import empty
+from echoserver.observability.stats import describe_totals, empty
 
 log = logging.getLogger("echoserver")
 
@@ -91,7 +91,7 @@ def serve(config: ServerConfig, *, on_ready: Callable[[tuple], None] | None = No
             reporter.stop()
         remove_files(files)
     totals = backend.snapshot()
-    log.info("stopped: %(accepted)d connections, %(bytes_in)d bytes in, %(bytes_out)d bytes out", totals)
+    log.info("stopped: %s", describe_totals(totals))
     return totals
 
 

@@ -121,7 +121,7 @@ def test_stats_line_and_json_logs(backend, start_server) -> None:
     stats = [r for r in records if r["logger"] == "echoserver.stats"]
     assert {"conn_per_s", "msgs_per_s", "mb_in_per_s", "mb_out_per_s", "active"} <= set(stats[0])
     assert any(r["msgs_per_s"] > 0 for r in stats) or stats[-1]["active"] == 0
-    assert records[-1]["message"].startswith("stopped: 1 connections, 7 bytes in, 7 bytes out")
+    assert records[-1]["message"].startswith("stopped: 1 connection, 7 bytes in, 7 bytes out")
 
 
 def test_metrics_port_in_use_is_a_one_line_error(start_server) -> None:
@@ -156,3 +156,15 @@ def test_workers_report_into_the_same_totals(backend, start_server) -> None:
     assert samples["echoserver_received_bytes_total"] == samples["echoserver_sent_bytes_total"] == 3000
     assert samples["echoserver_processes"] >= 3  # the supervisor and its two workers
     assert healthz(server) == 200
+
+
+def test_unknown_paths_are_404(start_server) -> None:
+    server = start_server("--backend", "asyncio", "--metrics-port", "0")
+    base = metrics_url(server)
+    for path in ("/", "/favicon.ico", "/metrics/extra"):
+        try:
+            code = urllib.request.urlopen(base + path, timeout=10).status
+        except urllib.error.HTTPError as error:
+            code = error.code
+        assert code == 404, path
+    assert urllib.request.urlopen(base + "/metrics", timeout=10).status == 200

@@ -10,7 +10,11 @@
 Each run starts a fresh echoserver (--port 0), waits for its ready
 line, runs echo-load against it with identical settings, and stops it;
 --target NAME=HOST:PORT measures a server that is already running instead.
-Writes results.md, results.csv, results.json and results.png into --out.
+Runs are repeated --repeat times, interleaved (A B C, A B C, ...), so a
+neighbour's burst of work hits every backend alike; every figure reported is
+the median of the repeats with their spread (min-max). Writes report.html
+(one self-contained page: tables, charts, parameters), results.md,
+results.csv, runs.csv, results.json and the charts' PNGs into --out.
 Exit status: 0 when every run was clean, 1 when any run saw errors or
 mismatches or its server did not start, 2 for a usage error.
 """
@@ -21,12 +25,14 @@ import json
 import shlex
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import click
 
 from echoserver.backends import REGISTRY
+from echoserver.cli.sizes import Size
 from echoserver.cli.usage import run_click
 
 from echoclients.bench.mixed import with_heavy_clients
@@ -85,11 +91,13 @@ def measure(run: Run, spec: LoadSpec, scenario_args: tuple[str, ...], on_line=pr
         on_line(f"echo-bench: {run.label}: server did not start: {str(exc).splitlines()[0]}")
         return {"label": run.label, "backend": run.backend, "failed": "server did not start"}
     try:
+        idle = idle_pss_mb(server.pid)
         result = _load_beside(heavy, run, spec.replace(host=server.host, port=server.port, server_pid=server.pid),
                               on_line)
     finally:
         code = server.stop()
     result["server_exit"] = code
+    result["server_idle_pss_mb"] = idle
     result["server_args"] = list(args[4:])
     result["server_python"] = python.describe(server.gil)
     if python.gil_flag(server.gil):
@@ -104,6 +112,18 @@ def _load_beside(heavy: dict | None, run: Run, spec: LoadSpec, on_line) -> dict:
     busy = LoadSpec(**{**heavy, "host": spec.host, "port": spec.port, "warmup": 0.0,
                        "duration": spec.warmup_seconds + spec.run_seconds + 1.0})
     return with_heavy_clients(lambda: _load(run, spec, on_line), _load_args(busy), on_line)
+
+
+def idle_pss_mb(pid: int) -> float | None:
+    """The server's PSS before any client connects: what per-connection memory is measured from."""
+    import psutil
+
+    try:
+        server = psutil.Process(pid)
+        processes = [server, *server.children(recursive=True)]
+        return round(sum(getattr(p.memory_full_info(), "pss", 0) for p in processes) / 2**20, 2)
+    except psutil.Error:
+        return None
 
 
 def _load(run: Run, spec: LoadSpec, on_line) -> dict:
@@ -154,7 +174,8 @@ def _time_limit(spec: LoadSpec) -> float:
 @click.option("-c", "--clients", type=int, default=None, help="[default: the scenario's]")
 @click.option("-d", "--duration", type=float, default=5.0, help="Seconds measured per run.")
 @click.option("--warmup", type=float, default=1.0)
-@click.option("-s", "--size", type=int, default=None, help="Bytes per message  [default: the scenario's]")
+@click.option("-s", "--size", type=Size(), default=None,
+              help="Bytes per message, e.g. 64, 1k, 64KiB  [default: the scenario's]")
 @click.option("-t", "--threads", type=int, default=0, help="echo-load worker threads (0: one per CPU).")
 @click.option("--processes", type=int, default=1, help="echo-load processes.")
 @click.option("--pipeline", type=int, default=1)
@@ -162,11 +183,13 @@ def _time_limit(spec: LoadSpec) -> float:
 @click.option("--tls", is_flag=True,
               help="echo-load speaks TLS without verifying (--tls-insecure); give the servers "
                    "--server-args '--tls-cert FILE --tls-key FILE'.")
+@click.option("-r", "--repeat", type=click.IntRange(1, 100), default=3,
+              help="Measure every run this many times, interleaved; report the median and min-max.")
 @click.option("-o", "--out", type=click.Path(file_okay=False, path_type=Path), default=Path("results"),
-              help="Folder for results.md, .csv, .json and .png.")
-@click.option("--no-chart", is_flag=True, help="Skip the PNG chart.")
+              help="Folder for report.html, results.md, .csv, .json and the charts.")
+@click.option("--no-chart", is_flag=True, help="Skip the charts.")
 def command(scenario: str, backends: tuple, runs: tuple, targets: tuple, server_args: str, out: Path,
-            no_chart: bool, tls: bool, pythons: tuple, **load: object) -> int:
+            no_chart: bool, tls: bool, pythons: tuple, repeat: int, **load: object) -> int:
     chosen = SCENARIOS[scenario]
     try:
         interpreters = [probe(text) for text in pythons]
@@ -181,15 +204,43 @@ def command(scenario: str, backends: tuple, runs: tuple, targets: tuple, server_
     except SpecError as exc:
         raise click.UsageError(str(exc)) from None
     raise_fd_limit(spec.clients * 2 + 256)  # the servers inherit it
-    click.echo(f"echo-bench: scenario {scenario} ({chosen.teaches}); {len(plan)} runs", err=True)
-    results = []
-    for run in plan:
-        click.echo(f"echo-bench: {run.label} ...", err=True)
-        results.append(measure(run, spec, chosen.server_args, on_line=lambda line: click.echo(line, err=True),
-                               heavy=chosen.heavy))
-    table = write_outputs(results, out, scenario=chosen, spec=spec, command=_command_line(), chart=not no_chart)
+    schedule = [(n, run) for n in range(1, repeat + 1) for run in plan]  # interleaved: A B C, A B C
+    click.echo(f"echo-bench: scenario {scenario} ({chosen.teaches}); {len(plan)} runs x {repeat} repeats "
+               f"= {len(schedule)}, about {_eta(len(schedule), spec.run_seconds + spec.warmup_seconds + 2)}", err=True)
+    results, started = [], time.monotonic()
+    for i, (n, run) in enumerate(schedule):
+        click.echo(f"echo-bench: run {i + 1}/{len(schedule)}: {run.label} (repeat {n}/{repeat})"
+                   + (f", {_eta(len(schedule) - i, (time.monotonic() - started) / i)} left" if i else ""), err=True)
+        result = measure(run, spec, chosen.server_args, on_line=lambda line: click.echo(line, err=True),
+                         heavy=chosen.heavy)
+        result["repeat"] = n
+        results.append(result)
+        click.echo(_row_line(result), err=True)
+    table, written = write_outputs(results, out, scenario=chosen, spec=spec, command=_command_line(),
+                                   repeat=repeat, chart=not no_chart)
     click.echo(table)
+    click.echo(f"echo-bench: wrote {', '.join(str(path) for path in written)}", err=True)
+    click.echo(f"echo-bench: open {out / 'report.html'} in a browser for the tables and charts", err=True)
     return 0 if all(result.get("ok") for result in results) else 1
+
+
+def _row_line(r: dict) -> str:
+    """One finished run, as soon as it finishes."""
+    if r.get("failed"):
+        return f"  {r['label']} #{r['repeat']}: {r['failed']}"
+    latency = r.get("latency_us") or {}
+    errors = ", ".join(f"{k} {v:,}" for k, v in sorted((r.get("errors") or {}).items())) or "no errors"
+    return (f"  {r['label']} #{r['repeat']}: {r.get('msgs_per_s', 0):,.0f} msg/s, p50 {_us(latency.get('p50'))}, "
+            f"p99 {_us(latency.get('p99'))}, {errors}" + (", CLIENT-BOUND" if r.get("client_bound") else ""))
+
+
+def _us(value) -> str:
+    return "-" if value is None else f"{value:,.0f} us"
+
+
+def _eta(runs: int, seconds_each: float) -> str:
+    seconds = round(runs * seconds_each)
+    return f"{seconds // 60} min {seconds % 60} s" if seconds >= 60 else f"{seconds} s"
 
 
 def _plan(backends: tuple, runs: tuple, targets: tuple, server_args: tuple) -> list[Run]:

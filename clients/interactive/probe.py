@@ -6,6 +6,8 @@ library and starts fast::
     echo-probe                      # 127.0.0.1:$ECHOSERVER_PORT, else $PORT, else 8080
     echo-probe --host db --port 9101 --timeout 2
     echo-probe --send-proxy v2 --banner-lines 1
+    echo-probe --host unix:/run/echo.sock
+    echo-probe --tls --tls-ca ca.pem --port 8443    # or --tls-insecure
 
 It reads the server's own environment, like the server does, so the image's
 HEALTHCHECK needs no arguments whatever the server is configured with: with
@@ -23,8 +25,11 @@ import argparse
 import os
 import secrets
 import socket
+import ssl
 import sys
 import time
+
+from echoclients.interactive.dial import TLS_HINT, connect, describe, looks_like_tls, tls_context
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8080
@@ -44,7 +49,7 @@ class ProbeFailed(Exception):
 
 
 def probe(host: str, port: int, timeout: float, nonce: bytes,
-          header: bytes = b"", banner_lines: int = 0) -> tuple[float, bytes]:
+          header: bytes = b"", banner_lines: int = 0, context: ssl.SSLContext | None = None) -> tuple[float, bytes]:
     """Send ``header`` then ``nonce`` and read the nonce back.
 
     First skips ``banner_lines`` lines the server sends on connect. Returns the
@@ -53,14 +58,16 @@ def probe(host: str, port: int, timeout: float, nonce: bytes,
     """
     deadline = time.monotonic() + timeout
     started = time.monotonic()
+    where = describe(host, port)
     try:
-        sock = socket.create_connection((host, port), timeout=timeout)
+        sock = connect(host, port, timeout, context)
+    except ssl.SSLError as exc:
+        raise ProbeFailed(f"TLS with {where} failed: {exc.reason or exc}") from exc
     except OSError as exc:
-        raise ProbeFailed(f"connect to {host}:{port} failed: {_describe(exc)}") from exc
-    banner = b""
+        raise ProbeFailed(f"connect to {where} failed: {_describe(exc)}") from exc
+    banner = echoed = b""
     with sock:
         try:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             _set_remaining(sock, deadline)
             sock.sendall(header + nonce)
             banner, echoed = _recv_lines(sock, banner_lines, deadline)
@@ -68,13 +75,16 @@ def probe(host: str, port: int, timeout: float, nonce: bytes,
                 echoed += _recv_exactly(sock, len(nonce) - len(echoed), deadline)
         except socket.timeout as exc:
             if banner.count(b"\n") < banner_lines:
-                raise ProbeFailed(f"no banner from {host}:{port} within {timeout:g}s") from exc
-            raise ProbeFailed(f"no echo from {host}:{port} within {timeout:g}s") from exc
+                raise ProbeFailed(f"no banner from {where} within {timeout:g}s") from exc
+            raise ProbeFailed(f"no echo from {where} within {timeout:g}s") from exc
         except OSError as exc:
-            raise ProbeFailed(f"round trip to {host}:{port} failed: {_describe(exc)}") from exc
+            hint = f"; {TLS_HINT}" if context is None and looks_like_tls(banner, exc) else ""
+            raise ProbeFailed(f"round trip to {where} failed: {_describe(exc)}{hint}") from exc
+    if context is None and looks_like_tls(banner + echoed):
+        raise ProbeFailed(f"{where} closed the connection without a reply; {TLS_HINT}")
     if echoed != nonce:
         raise ProbeFailed(
-            f"echo from {host}:{port} differs: sent {len(nonce)} bytes, "
+            f"echo from {where} differs: sent {len(nonce)} bytes, "
             f"got {len(echoed)} ({echoed[:32]!r})"
         )
     return time.monotonic() - started, banner
@@ -136,7 +146,17 @@ def _describe(exc: OSError) -> str:
 def _port_from_env() -> int:
     """The server's own rule: ECHOSERVER_PORT, else a platform's PORT, else the default."""
     raw = os.environ.get("ECHOSERVER_PORT", "").strip() or os.environ.get("PORT", "").strip()
-    return int(raw) if raw else DEFAULT_PORT
+    return _port(raw) if raw else DEFAULT_PORT
+
+
+def _banner_lines(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of lines") from None
+    if not 0 <= value <= 1000:
+        raise argparse.ArgumentTypeError(f"{value} must be between 0 and 1000")
+    return value
 
 
 def _proxy_header_from_env() -> str:
@@ -149,28 +169,68 @@ def _banner_lines_from_env() -> int:
     return 1 if os.environ.get("ECHOSERVER_BANNER", "") else 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage errors in one line, exit 2, like every other echoserver tool."""
+
+    def error(self, message: str):  # noqa: ANN201 - argparse's signature
+        self.exit(2, f"echo-probe: error: {message} (see echo-probe --help)\n")
+
+
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{port} is not a port number (1-65535)")
+    return port
+
+
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not 0 < value <= 3600:
+        raise argparse.ArgumentTypeError(f"{text} must be more than 0 and at most 3600 seconds")
+    return value
+
+
+def _nonce_size(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of bytes") from None
+    if not 2 <= value <= 1 << 20:
+        raise argparse.ArgumentTypeError(f"{value} must be between 2 and 1048576 bytes")
+    return value
+
+
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="echo-probe",
         description="Exit 0 if the echo server at HOST:PORT echoes a random nonce back intact.",
     )
-    parser.add_argument("--host", default=DEFAULT_HOST, help="default: %(default)s")
+    parser.add_argument("--host", default=DEFAULT_HOST, help="name, address or unix:/PATH (default: %(default)s)")
     parser.add_argument(
-        "--port", type=int, default=None,
+        "--port", type=_port, default=None,
         help=f"default: $ECHOSERVER_PORT, else $PORT, else {DEFAULT_PORT}",
     )
     parser.add_argument(
-        "--timeout", type=float, default=DEFAULT_TIMEOUT,
+        "--timeout", type=_positive, default=DEFAULT_TIMEOUT,
         help="seconds for the whole round trip (default: %(default)s)",
     )
-    parser.add_argument("--size", type=int, default=32, help="nonce bytes (default: %(default)s)")
+    parser.add_argument("--size", type=_nonce_size, default=32, help="nonce bytes (default: %(default)s)")
+    parser.add_argument("--tls", action="store_true", help="speak TLS (echoserver --tls-cert)")
+    parser.add_argument("--tls-ca", default="", metavar="FILE", help="verify the server against this CA")
+    parser.add_argument("--tls-insecure", action="store_true", help="do not verify the server's certificate")
     parser.add_argument(
         "--send-proxy", choices=sorted(PROXY_HEADERS), default=None,
         help="send a PROXY protocol LOCAL header first (default: v2 if "
              "$ECHOSERVER_PROXY_PROTOCOL is required, else none)",
     )
     parser.add_argument(
-        "--banner-lines", type=int, default=None, metavar="N",
+        "--banner-lines", type=_banner_lines, default=None, metavar="N",
         help="skip N lines the server sends on connect (default: 1 if $ECHOSERVER_BANNER is set, else 0)",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="print the round-trip time")
@@ -181,16 +241,24 @@ def main(argv: list[str] | None = None) -> int:
     args = _parse_args(argv)
     try:
         port = args.port if args.port is not None else _port_from_env()
-    except ValueError:
-        print(f"echo-probe: ECHOSERVER_PORT or PORT is not a port number: "
+    except (ValueError, argparse.ArgumentTypeError):
+        print(f"echo-probe: error: ECHOSERVER_PORT or PORT is not a port number (1-65535): "
               f"{os.environ.get('ECHOSERVER_PORT') or os.environ.get('PORT')!r}", file=sys.stderr)
-        return 1
+        return 2
+    if (args.tls_ca or args.tls_insecure) and not args.tls:
+        print("echo-probe: error: --tls-ca and --tls-insecure only mean something with --tls", file=sys.stderr)
+        return 2
+    try:
+        context = tls_context(args.tls_ca, args.tls_insecure) if args.tls else None
+    except (OSError, ssl.SSLError) as exc:
+        print(f"echo-probe: error: --tls-ca: cannot load {args.tls_ca!r}: {exc}", file=sys.stderr)
+        return 2
     send_proxy = args.send_proxy or _proxy_header_from_env()
     banner_lines = args.banner_lines if args.banner_lines is not None else _banner_lines_from_env()
     nonce = make_nonce(args.size)
     try:
         elapsed, banner = probe(args.host, port, args.timeout, nonce,
-                                header=PROXY_HEADERS[send_proxy], banner_lines=max(0, banner_lines))
+                                header=PROXY_HEADERS[send_proxy], banner_lines=banner_lines, context=context)
     except ProbeFailed as exc:
         print(f"echo-probe: {exc}", file=sys.stderr)
         return 1
@@ -199,7 +267,7 @@ def main(argv: list[str] | None = None) -> int:
         if banner:
             extras.append(f"banner {banner.decode(errors='replace').strip()!r}")
         detail = f" ({', '.join(extras)})" if extras else ""
-        print(f"echo-probe: {args.host}:{port} ok in {elapsed * 1000:.2f} ms{detail}", file=sys.stderr)
+        print(f"echo-probe: {describe(args.host, port)} ok in {elapsed * 1000:.2f} ms{detail}", file=sys.stderr)
     return 0
 
 

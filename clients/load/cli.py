@@ -4,6 +4,7 @@
   echo-load --clients 20                       # 127.0.0.1:8080, 10 s, 64-byte messages
   echo-load --host ::1 --port 9000 --clients 200 --duration 30 --size 1024
   echo-load --clients 50 --rate 20000          # open loop: a fixed offered load
+  echo-load --host unix:/run/echo.sock         # a Unix socket listener (echoserver --bind unix:...)
   echo-load --clients 20 --json                # machine-readable result on stdout
   echo-load --tls --tls-ca ca.pem --port 8443  # TLS: connect latency includes the handshake
   echo-load --send-proxy v2 --banner-lines 1   # behind-a-load-balancer servers
@@ -21,6 +22,7 @@ import sys
 import click
 
 from echoserver.cli.options import config_options, config_values
+from echoserver.cli.sizes import Size
 from echoserver.cli.usage import run_click
 
 from echoclients.load import results
@@ -32,7 +34,7 @@ CONTEXT = {"help_option_names": ["-h", "--help"], "show_default": True, "max_con
 
 
 @click.command(context_settings=CONTEXT, help=__doc__)
-@config_options(LoadSpec)
+@config_options(LoadSpec, {"size": Size()})
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress line.")
 def command(as_json: bool, quiet: bool, **options: object) -> int:
@@ -70,6 +72,14 @@ def merge_command(files: tuple[str, ...], as_json: bool) -> int:
         if not isinstance(parts[-1], dict) or "histogram" not in parts[-1]:
             raise click.UsageError(f"{name}: not an echo-load --json result (no histogram)")
     result = results.merge(parts)
+    if result.get("overlap") is not None and result["overlap"] < 0.9:
+        shared = "did not overlap at all" if result["overlap"] <= 0 else \
+            f"shared only {result['overlap']:.0%} of the shortest one"
+        click.echo(f"echo-load merge: warning: the runs' measured windows {shared}; the summed rate is not "
+                   "a rate anyone saw at once (start the runs together, e.g. with the same --warmup)", err=True)
+    elif len(parts) > 1 and result.get("overlap") is None:
+        click.echo("echo-load merge: warning: some results carry no window times (older echo-load); "
+                   "cannot check that the runs overlapped", err=True)
     _emit(result, as_json)
     return 0 if result["ok"] else 1
 
@@ -79,6 +89,11 @@ def _emit(result: dict, as_json: bool) -> None:
         click.echo(json.dumps(result, indent=2))
     else:
         click.echo(format_summary(result))
+    if not result.get("tls") and not result.get("messages") and result.get("errors") \
+            and set(result["errors"]) <= {"reset", "closed_by_server", "short_read"}:
+        click.echo("echo-load: every connection was closed or reset before a reply: that is how a TLS "
+                   "listener answers plain text; if the server speaks TLS, add --tls (--tls-insecure for a "
+                   "self-signed certificate)", err=True)
     if result.get("client_bound"):
         click.echo("echo-load: warning: client-bound: echo-load's process was saturated while the server "
                    "was not; add --processes or threads on another core", err=True)

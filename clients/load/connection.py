@@ -67,7 +67,8 @@ class Connection:
         """Start a non-blocking connect; 0 or EINPROGRESS means it is under way."""
         self.sock = socket.socket(family, socket.SOCK_STREAM)
         self.sock.setblocking(False)
-        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if family != socket.AF_UNIX:  # Unix sockets have no Nagle to turn off
+            self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.recv, self.send = self.sock.recv, self.sock.send
         self.connect_started = clock()
         return self.sock.connect_ex(sockaddr)

@@ -63,6 +63,9 @@ class EpollWorker:
         # A closed loop never has more than --pipeline replies owed; an open one may.
         self.cap = period if rate else min(spec.pipeline * spec.size, period)
         self.running = True
+        self.lost: list[Connection] = []  # --reconnect: dropped during the run, replaced by housekeeping
+        self.replacing = False  # True from the connect barrier on: before it, a failure is final
+        self.reconnects = 0
 
     # -- lifetime ----------------------------------------------------------------
 
@@ -75,6 +78,7 @@ class EpollWorker:
             self.stop_at = self.measure_at + int(self.spec.run_seconds * 1e9)
             self.stop_after = float("inf")
             self.next_tick = now
+            self.replacing = self.spec.reconnect
             self.drive(now)
             if not self.window:  # stopped before the window opened: an empty one
                 self.window = [clock(), clock()]
@@ -230,6 +234,8 @@ class EpollWorker:
             self.epoll.unregister(fd)
         conn.sock.close()
         conn.sock = None
+        if self.replacing:
+            self.lost.append(conn)
 
     # -- a few times a second ------------------------------------------------------
 
@@ -246,13 +252,21 @@ class EpollWorker:
                 self.fail(conn, "timeout")
         if self.spec.tls:
             self.read_tls_buffers()
-        if not self.by_fd:
+        if self.lost and self.running:
+            self.reopen()
+        if not self.by_fd and not self.lost:
             self.running = False
             if self.window and len(self.window) == 1:
                 self.close_window(now)
         self.latency.maybe_fold()
         if self.progress is not None:
             self.progress[self.slot] = self.completed - (self.baseline_total if self.window else 0)
+
+    def reopen(self) -> None:
+        """``--reconnect``: see :func:`echoclients.load.reconnect.replace_lost`."""
+        from echoclients.load.reconnect import replace_lost
+
+        replace_lost(self)
 
     def read_tls_buffers(self) -> None:
         """Replies decrypted but left in the TLS layer by a read that reached its cap raise no epoll event.

@@ -14,6 +14,7 @@ class ProgressLine:
         self.stream = stream or sys.stderr
         self.started = time.monotonic()
         self.last = (self.started, 0)
+        self.width = 0  # of the line on screen: a shorter one must blank the rest of it
 
     def update(self, progress: list, errors: list) -> None:
         now, done = time.monotonic(), sum(progress)
@@ -21,10 +22,16 @@ class ProgressLine:
         rate = (done - before) / (now - then) if now > then else 0.0
         self.last = (now, done)
         phase = "warmup " if now - self.started < self.spec.warmup_seconds else ""
-        self.stream.write(f"\r{phase}{now - self.started:6.1f} s  {done:>12,} msgs  {rate:>11,.0f} msg/s"
-                          f"  errors {sum(errors):,}   ")
+        self.draw(f"{phase}{now - self.started:6.1f} s  {done:>12,} msgs  {rate:>11,.0f} msg/s"
+                  f"  errors {sum(errors):,}")
+
+    def draw(self, line: str) -> None:
+        """Rewrite the line in place, padding over whatever a longer previous line left."""
+        self.stream.write("\r" + line.ljust(self.width))
+        self.width = len(line)
         self.stream.flush()
 
     def clear(self) -> None:
-        self.stream.write("\r" + " " * 72 + "\r")
+        self.stream.write("\r" + " " * self.width + "\r")
+        self.width = 0
         self.stream.flush()

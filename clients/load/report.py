@@ -13,16 +13,17 @@ def format_summary(result: dict) -> str:
     lines = [
         f"echo-load: {result.get('target', '?')}{label}  {result['clients']} clients, "
         f"{result['processes']} process(es), {result.get('threads', '?')} thread(s) in all, "
-        f"{result['size']} B, {mode}",
+        f"{result['size']:,} B, {mode}",
         f"  messages   {result['messages']:,} in {result['duration_s']:.2f} s: "
         f"{result['msgs_per_s']:,.1f} msg/s, {result['mb_per_s']:.2f} MB/s",
         f"  latency    {_percentiles(lat)}",
         f"  connect    {_percentiles(conn)}",
-        f"  fairness   {fair['served']}/{fair['connections']} connections served; msg/s per connection "
+        f"  fairness   {fair['served']:,}/{fair['connections']:,} connections served; msg/s per connection "
         f"min {_num(fair['rate_min'])} median {_num(fair['rate_median'])} max {_num(fair['rate_max'])}",
         f"  cpu        {_cpu(result)}",
         f"  python     {_python(result)}",
-        f"  errors     {_errors(result['errors'])}",
+        f"  errors     {_errors(result['errors'])}"
+        + (f"; {result['reconnects']:,} connections replaced (--reconnect)" if result.get("reconnects") else ""),
         f"  mismatches {result['mismatches']:,}",
     ]
     return "\n".join(lines)

@@ -111,7 +111,7 @@ def finish(result: dict) -> dict:
     return result
 
 
-_SUMMED = ("clients", "processes", "threads", "messages", "bytes", "mismatches")
+_SUMMED = ("clients", "processes", "threads", "messages", "bytes", "mismatches", "reconnects")
 
 
 def merge(results: list[dict]) -> dict:
@@ -139,6 +139,8 @@ def merge(results: list[dict]) -> dict:
     merged["python"] = _same(results, "python")
     merged["client_bound"] = any(part.get("client_bound") for part in results)
     merged["parts"] = len(results)
+    merged["timeline"] = _add_timelines([part.get("timeline") for part in results])
+    merged["window_wall"], merged["overlap"] = _overlap([part.get("window_wall") for part in results])
     finish(merged)
     rate = sum(part["messages"] / part["duration_s"] for part in results if part["duration_s"] > 0)
     merged["msgs_per_s"] = round(rate, 1)
@@ -150,6 +152,31 @@ def merge(results: list[dict]) -> dict:
 def _same(results: list[dict], key: str):
     values = {repr(part.get(key)) for part in results}
     return results[0].get(key) if len(values) == 1 else None
+
+
+def _overlap(windows: list) -> tuple[list | None, float | None]:
+    """The span of the parts' windows, and the share of the shortest one that all of them shared.
+
+    1.0: every part measured at the same time; 0 or less: some part ran
+    before another started, and adding their rates describes no moment at all.
+    """
+    known = [w for w in windows if w]
+    if not known or len(known) < len(windows):
+        return (None, None) if not known else ([min(w[0] for w in known), max(w[1] for w in known)], None)
+    common = min(w[1] for w in known) - max(w[0] for w in known)
+    shortest = min(w[1] - w[0] for w in known)
+    share = round(common / shortest, 3) if shortest > 0 else None
+    return [min(w[0] for w in known), max(w[1] for w in known)], share
+
+
+def _add_timelines(timelines: list) -> dict | None:
+    """Second by second, the parts' rates add up (parts started together, as for the rates)."""
+    series = [t["msgs_per_s"] for t in timelines if t]
+    if not series:
+        return None
+    length = max(len(s) for s in series)
+    return {"interval_s": 1.0,
+            "msgs_per_s": [round(sum(s[i] for s in series if i < len(s)), 1) for i in range(length)]}
 
 
 def _add_histograms(encoded: Iterable[str]) -> str:

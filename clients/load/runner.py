@@ -34,18 +34,19 @@ def run(spec: LoadSpec, on_progress: Callable[[list, list], None] | None = None)
     address = spec.resolve()
     raise_fd_limit(spec.clients + 64)
     threads = split(spec.thread_count, spec.processes)
+    timeline = Timeline()
     if spec.processes == 1:
         progress, errors = [0] * threads[0], [0] * threads[0]
-        reporter = _start_reporter(on_progress, progress, errors)
+        reporter = _start_reporter(on_progress, progress, errors, timeline)
         barrier = threading.Barrier(threads[0])
         parts = [run_process(spec, 0, threads, address, barrier, progress, errors)]
     else:
-        parts, reporter = _run_forked(spec, threads, address, on_progress)
-    if reporter:
-        reporter.set()
+        parts, reporter = _run_forked(spec, threads, address, on_progress, timeline)
+    reporter.set()
     result = merge(parts)
     result["processes"] = spec.processes
     result["parts"] = 1
+    result["timeline"] = timeline.as_dict()
     judge_bottleneck(result)
     return result
 
@@ -130,6 +131,9 @@ def _partial(spec: LoadSpec, workers: list, probe: CpuProbe) -> dict:
             errors[kind] = errors.get(kind, 0) + count
     windows = [w.window for w in workers if len(w.window) == 2]
     duration_ns = max(end for _, end in windows) - min(start for start, _ in windows) if windows else 0
+    to_wall = (time.time_ns() - time.monotonic_ns()) / 1e9  # windows on the wall clock: comparable across machines
+    window_wall = [round(min(start for start, _ in windows) / 1e9 + to_wall, 3),
+                   round(max(end for _, end in windows) / 1e9 + to_wall, 3)] if windows else None
     messages = sum(worker.window_messages for worker in workers)
     return {
         "schema": "echo-load/1", "backend": spec.backend or None, "target": spec.target,
@@ -137,28 +141,76 @@ def _partial(spec: LoadSpec, workers: list, probe: CpuProbe) -> dict:
         "processes": 1, "threads": len(workers), "size": spec.size, "payload": spec.payload,
         "expect": spec.expect, "pipeline": spec.pipeline, "rate": spec.rate or None,
         "tls": spec.tls, "send_proxy": spec.send_proxy or None,
-        "warmup_s": spec.warmup_seconds, "duration_s": round(duration_ns / 1e9, 6),
+        "warmup_s": spec.warmup_seconds, "duration_s": round(duration_ns / 1e9, 6), "window_wall": window_wall,
         "messages": messages, "bytes": messages * spec.size,
         "errors": errors, "mismatches": sum(worker.mismatches for worker in workers),
+        "reconnects": sum(getattr(worker, "reconnects", 0) for worker in workers),
         "per_connection": [count for worker in workers for count in worker.per_connection()],
         "histogram": encode(latency), "connect_histogram": encode(connect),
         "cpu": probe.client_summary(), "server": probe.server_summary(),
     }
 
 
-def _start_reporter(on_progress, progress, errors) -> threading.Event | None:
-    if on_progress is None:
-        return None
+class Timeline:
+    """Replies per second over the whole run (connects and warmup included), from the progress counters.
+
+    Each worker's counter restarts from 0 when its window opens; a second in
+    which the sum went down is counted from that restart on, so the second
+    the window opens in is slightly undercounted. Good for a time series
+    (is the rate steady? when did it stall?), not for the headline rate,
+    which comes from the window itself.
+    """
+
+    def __init__(self) -> None:
+        self.started = time.monotonic()
+        self.started_wall = time.time()  # where the window (``window_wall``) falls on this timeline
+        self.last_total, self.last_at = 0, self.started
+        self.rates: list[float] = []
+
+    def sample(self, total: int, final: bool = False) -> None:
+        now = time.monotonic()
+        if final and now - self.last_at < 0.25:  # too short a tail to say anything
+            return
+        done = total - self.last_total if total >= self.last_total else total
+        if now > self.last_at:
+            self.rates.append(round(done / (now - self.last_at), 1))
+        self.last_total, self.last_at = total, now
+
+    def as_dict(self) -> dict:
+        return {"interval_s": 1.0, "msgs_per_s": self.rates, "started_wall": round(self.started_wall, 3)}
+
+
+def _start_reporter(on_progress, progress, errors, timeline: Timeline) -> "_Stopper":
+    """Every half second the progress line (if any), every second a timeline sample."""
     done = threading.Event()
 
     def report() -> None:
+        ticks = 0
         while not done.wait(0.5):
-            on_progress(list(progress), list(errors))
-    threading.Thread(target=report, name="echo-load-progress", daemon=True).start()
-    return done
+            ticks += 1
+            if ticks % 2 == 0:
+                timeline.sample(sum(progress))
+            if on_progress is not None:
+                on_progress(list(progress), list(errors))
+        timeline.sample(sum(progress), final=True)
+    thread = threading.Thread(target=report, name="echo-load-progress", daemon=True)
+    thread.start()
+    return _Stopper(done, thread)
 
 
-def _run_forked(spec: LoadSpec, threads: list[int], address: tuple, on_progress) -> tuple[list, object]:
+class _Stopper:
+    """Stops the reporter and waits for its last timeline sample."""
+
+    def __init__(self, done: threading.Event, thread: threading.Thread) -> None:
+        self.done, self.thread = done, thread
+
+    def set(self) -> None:
+        self.done.set()
+        self.thread.join(5)
+
+
+def _run_forked(spec: LoadSpec, threads: list[int], address: tuple, on_progress,
+                timeline: Timeline) -> tuple[list, "_Stopper"]:
     """One forked child per process; each sends its raw partial result back through a pipe."""
     context = multiprocessing.get_context("fork")
     progress = context.Array("q", sum(threads), lock=False)
@@ -172,7 +224,7 @@ def _run_forked(spec: LoadSpec, threads: list[int], address: tuple, on_progress)
         child.start()
         sender.close()
         children.append((child, receiver))
-    reporter = _start_reporter(on_progress, progress, errors)
+    reporter = _start_reporter(on_progress, progress, errors, timeline)
     deadline = time.monotonic() + spec.connect_timeout + BARRIER_SLACK_S + spec.warmup_seconds \
         + spec.run_seconds + spec.timeout + 30
     parts = []

@@ -36,7 +36,7 @@ class SpecError(ValueError):
 class LoadSpec:
     """One load run. Each field is an ``echo-load`` option of the same name, with this default and help."""
 
-    host: str = option("127.0.0.1", "Server address (name, IPv4 or IPv6).")
+    host: str = option("127.0.0.1", "Server address (name, IPv4 or IPv6), or unix:/PATH.")
     port: int = option(8080, "", flags=("-p",))
     clients: int = option(20, "Concurrent connections.", flags=("-c",))
     threads: int = option(0, "Worker threads in all, each multiplexing its share of the connections (0: one per "
@@ -45,9 +45,10 @@ class LoadSpec:
     duration: float | None = option(None, "Seconds measured  [default: 10]", flags=("-d",))
     requests: int = option(0, "Stop after this many replies instead (0: use --duration).", flags=("-n",))
     warmup: float | None = option(None, "Seconds run but not counted  [default: 1, 0 with --requests]")
-    size: int = option(64, "Bytes per message.", flags=("-s",))
+    size: int = option(64, "Bytes per message (65536, 64k, 64KiB, 1MiB).", flags=("-s",), type="size")
     payload: str = option("random", "ascii: letters and digits, each message ending in a newline (works with "
-                                    "--handler line).", choices=PAYLOADS)
+                                    "--handler line); marked: ascii, each message starting with '!' (heavy work "
+                                    "for a server with --cpu-work-on marked).", choices=PAYLOADS)
     pipeline: int = option(1, "Messages in flight per connection (closed loop).")
     rate: float = option(0.0, "Open loop: messages/s in total, latency from intended send times.")
     connect_timeout: float = option(5.0, "Seconds a connect may take.")
@@ -67,6 +68,8 @@ class LoadSpec:
                                  "server).", choices=PROXY_VERSIONS)
     banner_lines: int = option(0, "Read and drop this many lines the server sends on connect (echoserver --banner: "
                                   "1).")
+    reconnect: bool = option(False, "Replace a connection the server closes or resets, and go on measuring (faults "
+                                    "are still counted, and exit status 1).")
 
     def __post_init__(self) -> None:
         _check(self.port, 1, 65535, "port")
@@ -91,9 +94,18 @@ class LoadSpec:
             raise SpecError("engine", f"choose one of {', '.join(ENGINES)}")
         if self.processes > self.clients:
             raise SpecError("processes", f"{self.processes} processes for {self.clients} clients leaves some idle")
+        if self.engine == "blocking" and self.reconnect:
+            raise SpecError("reconnect", "needs the default engine (epoll)")
         if self.engine == "blocking" and (self.rate or self.pipeline > 1):
             raise SpecError("engine", "the blocking engine is closed loop with one message in flight")
         _check(self.banner_lines, 0, 1000, "banner-lines")
+        if self.unix_path is not None:
+            if not self.unix_path:
+                raise SpecError("host", "unix: needs a path, e.g. --host unix:/run/echo.sock")
+            if self.engine == "blocking":
+                raise SpecError("engine", "the blocking engine speaks TCP only; use the default engine for unix:")
+            if self.send_proxy:
+                raise SpecError("send-proxy", "a PROXY header carries TCP addresses; a unix: target has none")
         if self.send_proxy not in ("", *PROXY_VERSIONS):
             raise SpecError("send-proxy", f"choose one of {', '.join(PROXY_VERSIONS)}")
         self._check_tls()
@@ -132,11 +144,20 @@ class LoadSpec:
         return max(self.processes, min(wanted, self.clients))
 
     @property
+    def unix_path(self) -> str | None:
+        """The path of a ``--host unix:/PATH`` target (``--port`` is ignored then), else None."""
+        return self.host[len("unix:"):] if self.host.startswith("unix:") else None
+
+    @property
     def target(self) -> str:
+        if self.unix_path is not None:
+            return self.host
         return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
 
     def resolve(self) -> tuple[int, tuple]:
         """``(family, sockaddr)``; a host that does not resolve is a usage error."""
+        if self.unix_path is not None:
+            return socket.AF_UNIX, self.unix_path
         try:
             infos = socket.getaddrinfo(self.host, self.port, type=socket.SOCK_STREAM)
         except (socket.gaierror, UnicodeError) as exc:
@@ -150,7 +171,14 @@ class LoadSpec:
 
 def _check(value: float, low: float, high: float, option: str) -> None:
     if not low <= value <= high:
-        raise SpecError(option, f"must be between {low:g} and {high:g}, got {value:g}")
+        raise SpecError(option, f"must be between {number(low)} and {number(high)}, got {number(value)}")
+
+
+def number(value: float) -> str:
+    """``1,000,000`` and ``0.5``, never ``1e+06``: what a person reads at a glance."""
+    if float(value).is_integer():
+        return f"{int(value):,}"
+    return f"{value:,.6g}" if abs(value) < 1e15 else f"{value:g}"
 
 
 def split(total: int, parts: int) -> list[int]:

@@ -6,32 +6,14 @@ is not configuration (logging, --list-backends, --version) is declared here.
 
 from __future__ import annotations
 
-import re
 import click
 
 from echoserver import backends
+from echoserver.cli.sizes import Size
 from echoserver.cli.usage import fail
 from echoserver.cli.options import config_options, config_values
 from echoserver.config import ConfigError, ServerConfig
 from echoserver.observability.logs import setup_logging
-
-_UNITS = {"": 1, "b": 1, "k": 1 << 10, "kib": 1 << 10, "kb": 1000, "m": 1 << 20, "mib": 1 << 20,
-          "mb": 1000**2, "g": 1 << 30, "gib": 1 << 30, "gb": 1000**3}
-
-
-class Size(click.ParamType):
-    """A byte count: ``65536``, ``64k``, ``64KiB``, ``1MiB`` (k and M are binary; kB and MB decimal)."""
-
-    name = "size"
-
-    def convert(self, value, param, ctx):  # noqa: ANN001 - click's signature
-        if isinstance(value, int):
-            return value
-        match = re.fullmatch(r"\s*(-?\d+)\s*([a-zA-Z]*)\s*", str(value))
-        unit = match and match.group(2).lower()
-        if not match or unit not in _UNITS:
-            self.fail(f"{value!r} is not a size (examples: 65536, 64k, 64KiB, 1MiB)", param, ctx)
-        return int(match.group(1)) * _UNITS[unit]
 
 
 class WorkerCount(click.ParamType):

@@ -21,13 +21,13 @@ class BindError(ConfigError):
     """The configuration is valid but this machine cannot listen where it asks."""
 
 
-def bind_listeners(config: ServerConfig) -> list[socket.socket]:
+def bind_listeners(config: ServerConfig, reuse_port: bool = False) -> list[socket.socket]:
     """Every socket the configuration asks for; all or none (a failure closes the others)."""
     sockets: list[socket.socket] = []
     try:
         for where in config.listen_addresses():
             sockets.append(bind_unix(where[1], config.backlog) if where[0] == "unix"
-                           else bind_tcp(where[1], where[2], config.backlog))
+                           else bind_tcp(where[1], where[2], config.backlog, reuse_port))
     except BaseException:
         close_listeners(sockets)
         raise
@@ -39,7 +39,7 @@ def bind_listener(config: ServerConfig) -> socket.socket:
     return bind_listeners(config.replace(bind=config.bind[:1]))[0]
 
 
-def bind_tcp(host: str, port: int, backlog: int) -> socket.socket:
+def bind_tcp(host: str, port: int, backlog: int, reuse_port: bool = False) -> socket.socket:
     host = host.strip("[]")
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
@@ -50,6 +50,8 @@ def bind_tcp(host: str, port: int, backlog: int) -> socket.socket:
     sock = socket.socket(family, type_, proto)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:  # one socket per worker on the same port; the kernel hashes connections over them
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         if family == socket.AF_INET6 and host in ("::", ""):
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
         sock.bind(address)

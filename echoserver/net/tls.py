@@ -35,7 +35,10 @@ def server_context(config: ServerConfig, ssl: ModuleType | None = None):
     try:
         context.load_cert_chain(config.tls_cert, config.tls_key)
     except (ssl.SSLError, OSError) as exc:
-        raise ConfigError("tls_cert", f"--tls-cert/--tls-key: cannot load the certificate and key: {exc}") from None
+        files = config.tls_cert if config.tls_key in ("", config.tls_cert) else f"{config.tls_cert} and {config.tls_key}"
+        reason = getattr(exc, "reason", None) or exc.strerror or str(exc)
+        raise ConfigError("tls_cert", f"--tls-cert/--tls-key: cannot load {files}: {reason} (a PEM certificate "
+                                      "and its private key are needed)") from None
     if config.tls_client_ca:
         try:
             context.load_verify_locations(cafile=config.tls_client_ca)

@@ -112,8 +112,8 @@ class MetricsServer:
         try:
             self.endpoint = HttpEndpoint(host, port, self.route, epoll=epoll)
         except socket.gaierror as exc:
-            raise BindError("metrics_host", f"cannot resolve {host!r}: {exc.strerror}; "
-                                            "give an IP address or a resolvable name") from None
+            raise BindError("metrics_host", f"--metrics-host {host!r} does not resolve: {exc.strerror}; give a name or "
+                                            "address of this machine") from None
         except OSError as exc:
             if exc.errno == errno.EADDRINUSE:
                 raise BindError("metrics_port",

@@ -104,6 +104,13 @@ class Stats:
         return result
 
 
+def describe_totals(totals: dict) -> str:
+    """The stop line's figures as a person reads them: ``1 connection, 12,345 bytes in, ...``."""
+    accepted = totals["accepted"]
+    return (f"{accepted:,} connection{'' if accepted == 1 else 's'}, {totals['bytes_in']:,} bytes in, "
+            f"{totals['bytes_out']:,} bytes out")
+
+
 def errors_of(snapshot: dict) -> dict[str, int]:
     return {kind: snapshot[f"error_{kind}"] for kind in ERROR_KINDS if snapshot[f"error_{kind}"]}
 

@@ -71,11 +71,16 @@ def supervise(config: ServerConfig, backend_class: type) -> int:
     no worker can fail on it. Raises :class:`~echoserver.config.ConfigError`
     (before any worker starts) when the address cannot be bound.
     """
-    listeners = bind_listeners(config)
+    listeners = bind_listeners(config, config.reuse_port)
+    per_slot = [listeners]
     try:
-        return Supervisor(config, backend_class, listeners).run()
+        if config.reuse_port:  # the same addresses (a port 0 now resolved), bound again for every other worker
+            same = config.replace(bind=tuple(format_address(sock.getsockname()) for sock in listeners))
+            per_slot += [bind_listeners(same, reuse_port=True) for _ in range(1, config.workers)]
+        return Supervisor(config, backend_class, listeners, per_slot if config.reuse_port else None).run()
     finally:
-        close_listeners(listeners)
+        for group in per_slot:
+            close_listeners(group)
 
 
 @dataclass
@@ -88,10 +93,12 @@ class Worker:
 
 
 class Supervisor:
-    def __init__(self, config: ServerConfig, backend_class: type, listeners: list) -> None:
+    def __init__(self, config: ServerConfig, backend_class: type, listeners: list,
+                 slot_listeners: list[list] | None = None) -> None:
         self.config = config
         self.backend_class = backend_class
         self.listeners = listeners
+        self.slot_listeners = slot_listeners  # --reuse-port: each slot's own sockets (and a respawn's)
         self.workers: dict[int, Worker] = {}  # by PID
         self.backoff = [RestartBackoff() for _ in range(config.workers)]
         original = backend_class.original
@@ -216,7 +223,13 @@ class Supervisor:
         for fd in inherited:
             os.close(fd)
         os.setpgid(0, 0)
-        return run_worker(self.config, self.backend_class, self.listeners, ready_w, os.getppid(), self.table, slot)
+        listeners = self.listeners
+        if self.slot_listeners:
+            listeners = self.slot_listeners[slot]
+            for n, group in enumerate(self.slot_listeners):
+                for sock in group if n != slot else ():
+                    sock.close()  # another worker's share of the port
+        return run_worker(self.config, self.backend_class, listeners, ready_w, os.getppid(), self.table, slot)
 
     def _reap(self) -> None:
         for pid, status in reap(self.workers, self._waitpid):

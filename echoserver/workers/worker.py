@@ -13,7 +13,7 @@ import signal
 from echoserver.processes.children import die_with_parent
 from echoserver.backends.base import SHUTDOWN_SIGNALS
 from echoserver.config import ServerConfig
-from echoserver.observability.stats import Publisher, SlotTable
+from echoserver.observability.stats import Publisher, SlotTable, describe_totals
 
 worker_log = logging.getLogger("echoserver.worker")
 
@@ -42,6 +42,5 @@ def run_worker(config: ServerConfig, backend_class: type, listeners: list, ready
     finally:
         publisher.stop()
     totals = backend.snapshot()
-    worker_log.info("worker %d stopped: %d connections, %d bytes in, %d bytes out",
-                    os.getpid(), totals["accepted"], totals["bytes_in"], totals["bytes_out"])
+    worker_log.info("worker %d stopped: %s", os.getpid(), describe_totals(totals))
     return 0
