@@ -9,7 +9,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
-import socket
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -171,8 +170,6 @@ class ServerConfig:
             return
         if self.workers < 2:
             raise ConfigError("reuse_port", "only means something with --workers 2 or more")
-        if not hasattr(socket, "SO_REUSEPORT"):
-            raise ConfigError("reuse_port", "this system has no SO_REUSEPORT (Linux 3.9+ has)")
         if any(where[0] == "unix" for where in self.listen_addresses()):
             raise ConfigError("reuse_port", "spreads TCP listeners only; leave it out with unix: binds")
 

@@ -10,17 +10,28 @@ repeats' histograms are also added up, for the latency CDF.
 from __future__ import annotations
 
 import statistics
+from collections.abc import Callable
+from typing import Any
 from collections import Counter
 
 from echoclients.bench.mixed import p99_ratio
 from echoclients.load.results import decode, encode, new_histogram
 
+def _reader(*path: str) -> Callable[[dict], Any]:
+    """A function reading ``result[path[0]][path[1]]...``, None wherever a level is missing."""
+    def read(result: dict) -> Any:
+        value: Any = result
+        for key in path:
+            value = (value or {}).get(key)
+        return value
+    return read
+
+
 # name -> how to read it off one echo-load result
-METRICS = {
+METRICS: dict[str, Callable[[dict], Any]] = {
     "msgs_per_s": lambda r: r.get("msgs_per_s"),
     "mb_per_s": lambda r: r.get("mb_per_s"),
-    **{f"{key}_us": (lambda r, key=key: (r.get("latency_us") or {}).get(key))
-       for key in ("p50", "p90", "p99", "p999", "max")},
+    **{f"{key}_us": _reader("latency_us", key) for key in ("p50", "p90", "p99", "p999", "max")},
     "server_cpu_percent": lambda r: (r.get("server") or {}).get("cpu_percent"),
     "server_pss_mb": lambda r: (r.get("server") or {}).get("pss_mb"),
     "kib_per_connection": lambda r: _kib_per_connection(r),
@@ -29,8 +40,7 @@ METRICS = {
     "conn_rate_median": lambda r: (r.get("fairness") or {}).get("rate_median"),
     "conn_rate_max": lambda r: (r.get("fairness") or {}).get("rate_max"),
     # The mixed scenario: the tiny clients alone, and how much the heavy ones slowed them.
-    **{f"alone_{key}_us": (lambda r, key=key: ((r.get("unloaded") or {}).get("latency_us") or {}).get(key))
-       for key in ("p50", "p99", "p999")},
+    **{f"alone_{key}_us": _reader("unloaded", "latency_us", key) for key in ("p50", "p99", "p999")},
     "p99_loaded_over_alone": lambda r: p99_ratio(r),
     "heavy_msgs_per_s": lambda r: (r.get("heavy") or {}).get("msgs_per_s"),
 }

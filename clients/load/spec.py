@@ -154,7 +154,7 @@ class LoadSpec:
             return self.host
         return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
 
-    def resolve(self) -> tuple[int, tuple]:
+    def resolve(self) -> tuple[int, Any]:
         """``(family, sockaddr)``; a host that does not resolve is a usage error."""
         if self.unix_path is not None:
             return socket.AF_UNIX, self.unix_path

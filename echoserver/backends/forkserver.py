@@ -94,7 +94,7 @@ class ForkServer:
         self.ctl.send(MESSAGE.pack(b"R", 0, os.getpid(), 0))
         while self.children or self.stopping_at is None:
             timeout = None if self.stopping_at is None else max(0.0, self.stopping_at - time.monotonic())
-            watching = [self.wake_r] if self.stopping_at is not None else [self.wake_r, self.ctl]
+            watching: list = [self.wake_r] if self.stopping_at is not None else [self.wake_r, self.ctl]
             readable = select.select(watching, [], [], timeout)[0]
             if self.wake_r in readable:
                 try:

@@ -41,6 +41,8 @@ def bind_listener(config: ServerConfig) -> socket.socket:
 
 def bind_tcp(host: str, port: int, backlog: int, reuse_port: bool = False) -> socket.socket:
     host = host.strip("[]")
+    if reuse_port and not hasattr(socket, "SO_REUSEPORT"):
+        raise BindError("reuse_port", "this system has no SO_REUSEPORT (Linux 3.9+ has)")
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     except socket.gaierror as exc:

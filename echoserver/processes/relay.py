@@ -24,7 +24,7 @@ class PipeHandler:
 
         self.fd = fd
         self.handler = logging.Handler()
-        self.handler.emit = self.emit
+        self.handler.emit = self.emit  # type: ignore[method-assign]  # a Handler without a subclass
 
     def emit(self, record) -> None:
         text = record.getMessage()
