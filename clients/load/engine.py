@@ -51,6 +51,7 @@ class EpollWorker:
         self.probe = probe  # called at the window's start and end (the first worker samples CPU)
         self.latency = LatencyRecorder()
         self.connect_latency = LatencyRecorder()
+        self.lateness: LatencyRecorder | None = None  # an open loop's send lateness (openloop.py)
         self.errors: Counter = Counter()
         self.mismatches = 0
         self.completed = 0
@@ -89,6 +90,8 @@ class EpollWorker:
             self.epoll.close()
             self.latency.fold()
             self.connect_latency.fold()
+            if self.lateness is not None:
+                self.lateness.fold()
 
     def connect_all(self) -> None:
         """Non-blocking connects for all, then wait (up to --connect-timeout) until each is ready.

@@ -121,16 +121,19 @@ def _guard(worker, errors, slot: int) -> Callable[[], None]:
 
 
 def _partial(spec: LoadSpec, workers: list, probe: CpuProbe) -> dict:
-    latency, connect = new_histogram(), new_histogram()
+    latency, connect, lateness = new_histogram(), new_histogram(), new_histogram()
     errors: dict[str, int] = {}
     for worker in workers:
         latency.add(worker.latency.histogram)
         connect.add(worker.connect_latency.histogram)
+        if getattr(worker, "lateness", None) is not None:
+            lateness.add(worker.lateness.histogram)
         for kind, count in worker.errors.items():
             errors[kind] = errors.get(kind, 0) + count
     windows = [w.window for w in workers if len(w.window) == 2]
     duration_ns = max(end for _, end in windows) - min(start for start, _ in windows) if windows else 0
     messages = sum(worker.window_messages for worker in workers)
+    late = {"lateness_histogram": encode(lateness)} if spec.rate else {}
     return {
         "schema": "echo-load/1", "backend": spec.backend or None, "target": spec.target,
         "engine": spec.engine, "clients": sum(len(worker.per_connection()) for worker in workers),
@@ -143,7 +146,7 @@ def _partial(spec: LoadSpec, workers: list, probe: CpuProbe) -> dict:
         "per_connection": [count for worker in workers for count in worker.per_connection()],
         "histogram": encode(latency), "connect_histogram": encode(connect),
         "cpu": probe.client_summary(), "server": probe.server_summary(),
-    }
+    } | late
 
 
 def _start_reporter(on_progress, progress, errors) -> threading.Event | None:
