@@ -116,6 +116,13 @@ def _emit(result: dict, as_json: bool) -> None:
                    "--server-pid); the figures may measure the client", err=True)
 
 
+    if result.get("client_late"):
+        late, latency = result["send_lateness_us"]["p99"], result["latency_us"]["p99"]
+        click.echo(f"echo-load: warning: client-late: messages left up to {late:,} us after their intended "
+                   f"time (p99), against a latency p99 of {latency:,} us; add --processes or threads",
+                   err=True)
+
+
 def main(argv: list[str] | None = None) -> None:
     args = list(sys.argv[1:] if argv is None else argv)
     which, prog = (merge_command, "echo-load merge") if args[:1] == ["merge"] else (command, "echo-load")

@@ -18,6 +18,7 @@ def format_summary(result: dict) -> str:
         f"{result['msgs_per_s']:,.1f} msg/s, {result['mb_per_s']:.2f} MB/s",
         f"  latency    {_percentiles(lat)}",
         f"  connect    {_percentiles(conn)}",
+        *([f"  sent late  {_percentiles(result['send_lateness_us'])}"] if "send_lateness_us" in result else []),
         f"  fairness   {fair['served']}/{fair['connections']} connections served; msg/s per connection "
         f"min {_num(fair['rate_min'])} median {_num(fair['rate_median'])} max {_num(fair['rate_max'])}",
         f"  cpu        {_cpu(result)}",

@@ -104,8 +104,15 @@ def finish(result: dict) -> dict:
     result["connect_us"] = summarize_us(decode(result["connect_histogram"]))
     result["fairness"] = fairness(result["per_connection"], duration)
     result["ok"] = not result["errors"] and not result["mismatches"]
+    if "lateness_histogram" in result:  # an open loop: how late the client itself sent
+        result["send_lateness_us"] = late = summarize_us(decode(result["lateness_histogram"]))
+        result["client_late"] = late["p99"] is not None and result["latency_us"]["p99"] is not None \
+            and late["p99"] > CLIENT_LATE_SHARE * result["latency_us"]["p99"]
     return result
 
+
+# Send lateness is part of every open-loop latency; past this share of the p99 it is not small.
+CLIENT_LATE_SHARE = 0.25
 
 _SUMMED = ("clients", "processes", "threads", "messages", "bytes", "mismatches")
 
@@ -130,6 +137,8 @@ def merge(results: list[dict]) -> dict:
     merged["per_connection"] = [count for part in results for count in part["per_connection"]]
     merged["histogram"] = _add_histograms(part["histogram"] for part in results)
     merged["connect_histogram"] = _add_histograms(part["connect_histogram"] for part in results)
+    if any("lateness_histogram" in part for part in results):
+        merged["lateness_histogram"] = _add_histograms(part.get("lateness_histogram") for part in results)
     merged["cpu"] = _merge_cpu([part.get("cpu") or {} for part in results])
     merged["server"] = _same(results, "server")
     merged["client_bound"] = any(part.get("client_bound") for part in results)
