@@ -18,7 +18,9 @@ from echoclients.load.payload import EXPECTS, PAYLOADS
 PROXY_VERSIONS = ("v1", "v2")
 
 ENGINES = ("epoll", "blocking")
-DEFAULT_TIME_CAP = 3600.0  # --requests without --duration still stops by itself
+DEFAULT_TIME_CAP = 3600.0
+PORTS_PER_SOURCE = 25_000  # connections per local address to one server: under the ~28k ephemeral ports
+MAX_SOURCES = 250  # --requests without --duration still stops by itself
 
 
 class SpecError(ValueError):
@@ -56,6 +58,9 @@ class LoadSpec:
     tls_insecure: bool = False  # do not verify the server's certificate at all
     send_proxy: str = ""  # "v1" or "v2": send a PROXY protocol header first
     banner_lines: int = 0  # lines the server sends on connect, read and dropped before measuring
+    # Many connections (docs/c100k.md): how fast to open them, and from which local addresses.
+    connect_rate: float = 0.0  # connections/s in total; 0: all at once
+    source_addresses: int = 0  # 127.0.0.2, .3, ... for a loopback target; 0: as many as the count needs
 
     def __post_init__(self) -> None:
         _check(self.port, 1, 65535, "port")
@@ -86,6 +91,23 @@ class LoadSpec:
         if self.send_proxy not in ("", *PROXY_VERSIONS):
             raise SpecError("send-proxy", f"choose one of {', '.join(PROXY_VERSIONS)}")
         self._check_tls()
+        _check(self.connect_rate, 0, 10**7, "connect-rate")
+        _check(self.source_addresses, 0, MAX_SOURCES, "source-addresses")
+
+    def sources(self, family: int, sockaddr: tuple) -> list[str] | None:
+        """Local addresses to spread the connections over, or ``None`` to let the kernel choose.
+
+        One source address reaches one destination from ~28k ephemeral ports
+        (32768-60999 here); past that, connects fail with EADDRNOTAVAIL. On
+        loopback every 127.x.y.z is local, so more addresses are free to take.
+        """
+        loopback = family == socket.AF_INET and sockaddr[0].startswith("127.")
+        if self.source_addresses and not loopback:
+            raise SpecError("source-addresses", "only works against a 127.0.0.0/8 (IPv4 loopback) target")
+        count = self.source_addresses or (-(-self.clients // PORTS_PER_SOURCE) if loopback else 1)
+        if count <= 1 and not self.source_addresses:
+            return None
+        return [f"127.0.{(n + 2) // 256}.{(n + 2) % 256}" for n in range(count)]
 
     def _check_tls(self) -> None:
         for option, given in (("tls-ca", self.tls_ca), ("tls-insecure", self.tls_insecure)):
