@@ -37,7 +37,7 @@ class EpollWorker:
 
     def __init__(self, spec, streams: list[tuple[int, Stream]], address: tuple, schedule,
                  progress=None, slot: int = 0, requests: int = 0, rate: float = 0.0, probe=None,
-                 opening=None) -> None:
+                 opening=None, sources: list[str] | None = None) -> None:
         self.spec = spec
         self.opening = opening  # an Opening, or None: ready as soon as TCP is
         self.size = spec.size
@@ -64,6 +64,9 @@ class EpollWorker:
         # A closed loop never has more than --pipeline replies owed; an open one may.
         self.cap = period if rate else min(spec.pipeline * spec.size, period)
         self.running = True
+        rate = spec.connect_rate * len(self.conns) / spec.clients if spec.connect_rate else 0
+        self.connect_interval_ns = int(1e9 / rate) if rate else 0
+        self.sources = sources or [None]  # local addresses to connect from, in turn
 
     # -- lifetime ----------------------------------------------------------------
 
@@ -94,46 +97,70 @@ class EpollWorker:
                 self.lateness.fold()
 
     def connect_all(self) -> None:
-        """Non-blocking connects for all, then wait (up to --connect-timeout) until each is ready.
+        """Non-blocking connects at ``--connect-rate``, each ready within ``--connect-timeout`` or failed.
 
         Ready means connected and, with an :class:`~echoclients.load.opening.Opening`,
-        through its TLS handshake, PROXY header and banner too.
+        through its TLS handshake, PROXY header and banner too. Paced, because
+        thousands of SYNs at once overflow the server's accept queue and the
+        dropped ones come back a whole second later (the SYN retransmission).
         """
-        pending: set[int] = set()
-        for conn in self.conns:
-            code = conn.open(self.family, self.sockaddr)
-            if code not in (0, errno.EINPROGRESS):
-                self.fail(conn, error_kind(code))
-                continue
-            fd = conn.sock.fileno()
-            self.by_fd[fd] = conn
-            self.epoll.register(fd, EPOLLOUT)
-            pending.add(fd)
-        deadline = clock() + int(self.spec.connect_timeout * 1e9)
-        while pending and clock() < deadline:
-            for fd, _ in self.epoll.poll(TICK_S):
-                if fd not in pending:  # ready already; what it hears now waits for the first message
-                    continue
-                conn = self.by_fd[fd]
-                if conn.opening is None:
-                    code = conn.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
-                    if code:
-                        pending.discard(fd)
-                        self.fail(conn, error_kind(code))
-                        continue
-                    if self.opening is None:
-                        pending.discard(fd)
-                        self.connect_latency.record(clock() - conn.connect_started)
-                        self.epoll.modify(fd, EPOLLIN)  # nothing arrives before the first message
-                        continue
-                    conn.opening = self.opening.steps(conn)
-                if self.take_steps(conn, fd):
-                    pending.discard(fd)
-        for fd in pending:
-            self.fail(self.by_fd[fd], "timeout")
+        pending: dict[int, Connection] = {}
+        waiting = iter(self.conns)
+        left, opened, started = len(self.conns), 0, clock()
+        interval = self.connect_interval_ns
+        timeout = int(self.spec.connect_timeout * 1e9)
+        next_sweep = started + int(TICK_S * 1e9)
+        while left or pending:
+            now = clock()
+            while left and (not interval or started + opened * interval <= now):
+                conn = next(waiting)
+                left, opened = left - 1, opened + 1
+                self.start_connect(conn, pending, self.sources[conn.index % len(self.sources)])
+            wait = TICK_S if not left or not interval else min(TICK_S, max(0, started + opened * interval - now) / 1e9)
+            for fd, _ in self.epoll.poll(wait):
+                conn = pending.get(fd)
+                if conn is not None and self.connect_event(conn, fd):  # else ready already: it waits
+                    del pending[fd]
+            if now >= next_sweep:
+                next_sweep = now + int(TICK_S * 1e9)
+                for fd, conn in list(pending.items()):
+                    if now - conn.connect_started > timeout:
+                        del pending[fd]
+                        self.fail(conn, "timeout")
+                self.report_connected(len(self.by_fd) - len(pending))
+        self.report_connected(len(self.by_fd))
         if self.opening is not None:
             for fd in self.by_fd:
                 self.epoll.modify(fd, EPOLLIN)
+
+    def start_connect(self, conn: Connection, pending: dict, source: str | None) -> None:
+        code = conn.open(self.family, self.sockaddr, source)
+        if code not in (0, errno.EINPROGRESS):
+            self.fail(conn, error_kind(code))
+            return
+        fd = conn.sock.fileno()
+        self.by_fd[fd] = conn
+        self.epoll.register(fd, EPOLLOUT)
+        pending[fd] = conn
+
+    def connect_event(self, conn: Connection, fd: int) -> bool:
+        """A pending connection's socket is writable (or failed): True once it is ready or dropped."""
+        if conn.opening is None:
+            code = conn.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+            if code:
+                self.fail(conn, error_kind(code))
+                return True
+            if self.opening is None:
+                self.connect_latency.record(clock() - conn.connect_started)
+                self.epoll.modify(fd, EPOLLIN)  # nothing arrives before the first message
+                return True
+            conn.opening = self.opening.steps(conn)
+        return self.take_steps(conn, fd)
+
+    def report_connected(self, ready: int) -> None:
+        """While connecting, the progress slot counts connections up, as negative numbers (progress.py)."""
+        if self.progress is not None:
+            self.progress[self.slot] = -ready
 
     def take_steps(self, conn: Connection, fd: int) -> bool:
         """Advance ``conn`` through its opening until it must wait; True once it is done (or failed)."""

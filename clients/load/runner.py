@@ -24,23 +24,25 @@ from echoclients.load.openloop import OpenLoopWorker
 from echoclients.load.payload import PayloadPool
 from echoclients.load.results import encode, merge, new_histogram
 from echoclients.load.sampling import CpuProbe, judge_bottleneck
-from echoclients.load.spec import LoadSpec, split
+from echoclients.load.spec import LoadSpec, SpecError, split
 
 BARRIER_SLACK_S = 5.0
+FD_SPARE = 64  # descriptors besides the connections: epoll sets, pipes, the payload, stdio
 
 
 def run(spec: LoadSpec, on_progress: Callable[[list, list], None] | None = None) -> dict:
     """Run the load and return the finished result dict (see docs/load.md for its fields)."""
     address = spec.resolve()
-    raise_fd_limit(spec.clients + 64)
+    sources = spec.sources(*address)
+    raise_fd_limit(descriptors_needed(spec))
     threads = split(spec.thread_count, spec.processes)
     if spec.processes == 1:
         progress, errors = [0] * threads[0], [0] * threads[0]
         reporter = _start_reporter(on_progress, progress, errors)
         barrier = threading.Barrier(threads[0])
-        parts = [run_process(spec, 0, threads, address, barrier, progress, errors)]
+        parts = [run_process(spec, 0, threads, address, barrier, progress, errors, sources)]
     else:
-        parts, reporter = _run_forked(spec, threads, address, on_progress)
+        parts, reporter = _run_forked(spec, threads, address, on_progress, sources)
     if reporter:
         reporter.set()
     result = merge(parts)
@@ -51,14 +53,14 @@ def run(spec: LoadSpec, on_progress: Callable[[list, list], None] | None = None)
 
 
 def run_process(spec: LoadSpec, index: int, threads: list[int], address: tuple,
-                barrier, progress, errors) -> dict:
+                barrier, progress, errors, sources: list[str] | None = None) -> dict:
     """This process's share of the run: its clients over its threads; a raw partial result."""
     client_counts = split(spec.clients, spec.processes)
     first_client = sum(client_counts[:index])
     first_slot = sum(threads[:index])
     pool = PayloadPool(spec.size, spec.payload, spec.expect, spec.seed)
     probe = CpuProbe(spec.server_pid if index == 0 else 0)
-    timeout = spec.connect_timeout + BARRIER_SLACK_S
+    timeout = connect_seconds(spec) + BARRIER_SLACK_S
     schedule = _Schedule(barrier, timeout)
     worker_class = BlockingWorker if spec.engine == "blocking" else OpenLoopWorker if spec.rate else ClosedLoopWorker
     opening = Opening.from_spec(spec)
@@ -70,7 +72,7 @@ def run_process(spec: LoadSpec, index: int, threads: list[int], address: tuple,
         workers.append(worker_class(
             spec, streams, address, schedule, progress, first_slot + n, requests=shares[first_slot + n],
             rate=spec.rate * clients / spec.clients, probe=probe.mark if n == 0 else None,
-            opening=opening))
+            opening=opening, sources=sources))
     runners = [threading.Thread(target=_guard(worker, errors, first_slot + n), name=f"echo-load-{first_slot + n}",
                                 daemon=True)
                for n, worker in enumerate(workers)]
@@ -161,7 +163,8 @@ def _start_reporter(on_progress, progress, errors) -> threading.Event | None:
     return done
 
 
-def _run_forked(spec: LoadSpec, threads: list[int], address: tuple, on_progress) -> tuple[list, object]:
+def _run_forked(spec: LoadSpec, threads: list[int], address: tuple, on_progress,
+                sources: list[str] | None) -> tuple[list, object]:
     """One forked child per process; each sends its raw partial result back through a pipe."""
     context = multiprocessing.get_context("fork")
     progress = context.Array("q", sum(threads), lock=False)
@@ -170,13 +173,13 @@ def _run_forked(spec: LoadSpec, threads: list[int], address: tuple, on_progress)
     children = []
     for index in range(spec.processes):
         receiver, sender = context.Pipe(duplex=False)
-        child = context.Process(target=_child, args=(spec, index, threads, address, barrier, progress, errors, sender),
+        child = context.Process(target=_child, args=(spec, index, threads, address, barrier, progress, errors, sources, sender),
                                 name=f"echo-load-{index}", daemon=True)
         child.start()
         sender.close()
         children.append((child, receiver))
     reporter = _start_reporter(on_progress, progress, errors)
-    deadline = time.monotonic() + spec.connect_timeout + BARRIER_SLACK_S + spec.warmup_seconds \
+    deadline = time.monotonic() + connect_seconds(spec) + BARRIER_SLACK_S + spec.warmup_seconds \
         + spec.run_seconds + spec.timeout + 30
     parts = []
     for child, receiver in children:
@@ -194,8 +197,8 @@ def _run_forked(spec: LoadSpec, threads: list[int], address: tuple, on_progress)
     return parts, reporter
 
 
-def _child(spec, index, threads, address, barrier, progress, errors, sender) -> None:
-    sender.send(run_process(spec, index, threads, address, barrier, progress, errors))
+def _child(spec, index, threads, address, barrier, progress, errors, sources, sender) -> None:
+    sender.send(run_process(spec, index, threads, address, barrier, progress, errors, sources))
     sender.close()
 
 
@@ -206,6 +209,27 @@ def _lost(spec: LoadSpec) -> dict:
             "size": spec.size, "duration_s": 0.0, "messages": 0, "bytes": 0, "errors": {"worker_lost": 1},
             "mismatches": 0, "per_connection": [], "histogram": empty, "connect_histogram": empty,
             "cpu": {}, "server": None}
+
+
+def connect_seconds(spec: LoadSpec) -> float:
+    """The longest connecting may take: the paced opening of every connection, then the last one's timeout."""
+    return (spec.clients / spec.connect_rate if spec.connect_rate else 0.0) + spec.connect_timeout
+
+
+def descriptors_needed(spec: LoadSpec) -> int:
+    """Descriptors the busiest process needs: a socket per connection, and a few to spare."""
+    return max(split(spec.clients, spec.processes)) + FD_SPARE
+
+
+def check_descriptor_limit(spec: LoadSpec) -> None:
+    """A usage error, before any connect, when one process could not hold its share of the connections."""
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or descriptors_needed(spec) <= hard:
+        return
+    processes = -(-spec.clients // (hard - FD_SPARE))
+    raise SpecError("processes", f"{spec.clients:,} connections over {spec.processes} process(es) need "
+                                 f"{descriptors_needed(spec):,} descriptors in one process, and this machine allows "
+                                 f"{hard:,}: use --processes {processes} or more")
 
 
 def raise_fd_limit(wanted: int) -> None:
