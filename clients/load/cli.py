@@ -62,12 +62,19 @@ CONTEXT = {"help_option_names": ["-h", "--help"], "show_default": True, "max_con
               help="Send a PROXY protocol header first (source: this connection, destination: the server).")
 @click.option("--banner-lines", type=int, default=0,
               help="Read and drop this many lines the server sends on connect (echoserver --banner: 1).")
+@click.option("--connect-rate", type=float, default=0.0,
+              help="Open at most this many connections a second, in total (0: all at once).")
+@click.option("--source-addresses", type=int, default=0,
+              help="Connect from 127.0.0.2, .3, ... (loopback targets; 0: one per 25,000 connections).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress line.")
 def command(as_json: bool, quiet: bool, send_proxy: str | None, **options: object) -> int:
     try:
         spec = LoadSpec(send_proxy=send_proxy or "", **options)
-        spec.resolve()
+        from echoclients.load.runner import check_descriptor_limit
+
+        spec.sources(*spec.resolve())
+        check_descriptor_limit(spec)
     except SpecError as exc:
         raise click.UsageError(str(exc)) from None
     from echoclients.load.runner import run

@@ -104,6 +104,9 @@ def finish(result: dict) -> dict:
     result["connect_us"] = summarize_us(decode(result["connect_histogram"]))
     result["fairness"] = fairness(result["per_connection"], duration)
     result["ok"] = not result["errors"] and not result["mismatches"]
+    growth = (result.get("cpu") or {}).get("per_process_rss_growth")
+    if growth and result["clients"]:  # echo-load's own memory for its connections (RSS growth while connecting)
+        result["client_bytes_per_connection"] = round(sum(growth) / result["clients"])
     if "lateness_histogram" in result:  # an open loop: how late the client itself sent
         result["send_lateness_us"] = late = summarize_us(decode(result["lateness_histogram"]))
         result["client_late"] = late["p99"] is not None and result["latency_us"]["p99"] is not None \
@@ -167,6 +170,8 @@ def _add_histograms(encoded: object) -> str:
 def _merge_cpu(parts: list[dict]) -> dict:
     """Per-process CPU figures stay per process: saturation is a per-process fact."""
     per_process = [p for part in parts for p in part.get("per_process_percent", [])]
+    growth = [n for part in parts for n in part.get("per_process_rss_growth", [])]
     return {"per_process_percent": per_process,
             "client_percent": round(sum(per_process), 1),
-            "saturated": any(part.get("saturated") for part in parts)}
+            "saturated": any(part.get("saturated") for part in parts)} | \
+        ({"per_process_rss_growth": growth} if growth else {})
