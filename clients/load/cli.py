@@ -65,7 +65,7 @@ CONTEXT = {"help_option_names": ["-h", "--help"], "show_default": True, "max_con
 @click.option("--connect-rate", type=float, default=0.0,
               help="Open at most this many connections a second, in total (0: all at once).")
 @click.option("--source-addresses", type=int, default=0,
-              help="Connect from 127.0.0.2, .3, ... (loopback targets; 0: one per 25,000 connections).")
+              help="Connect from 127.0.0.2, .3, ... (loopback targets; 0: one per 10,000 connections).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress line.")
 def command(as_json: bool, quiet: bool, send_proxy: str | None, **options: object) -> int:

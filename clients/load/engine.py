@@ -25,6 +25,7 @@ from echoclients.load.results import LatencyRecorder
 
 EPOLLIN, EPOLLOUT = select.EPOLLIN, select.EPOLLOUT
 TICK_S = 0.02  # housekeeping period, and the longest a poll blocks
+SWEEP_NS = 250_000_000  # how often replies overdue past --timeout are looked for
 
 
 class EpollWorker:
@@ -64,6 +65,8 @@ class EpollWorker:
         # A closed loop never has more than --pipeline replies owed; an open one may.
         self.cap = period if rate else min(spec.pipeline * spec.size, period)
         self.running = True
+        self.next_sweep = 0
+        self.failures = 0  # connections dropped so far: an open loop's list of live ones is stale when it moves
         rate = spec.connect_rate * len(self.conns) / spec.clients if spec.connect_rate else 0
         self.connect_interval_ns = int(1e9 / rate) if rate else 0
         self.sources = sources or [None]  # local addresses to connect from, in turn
@@ -255,6 +258,7 @@ class EpollWorker:
         self.errors[kind] += 1
         if conn.sock is None:
             return
+        self.failures += 1
         fd = conn.sock.fileno()
         if self.by_fd.pop(fd, None) is not None:
             self.epoll.unregister(fd)
@@ -270,10 +274,12 @@ class EpollWorker:
             self.open_window(now)
         if self.window and (now >= self.stop_at or self.completed >= self.stop_after):
             self.close_window(now)
-        stale = now - self.timeout_ns
-        for conn in self.conns:
-            if conn.sock is not None and conn.sent_at and conn.sent_at[0] < stale:
-                self.fail(conn, "timeout")
+        if now >= self.next_sweep:  # a walk over every connection: a few times a second, not every tick
+            self.next_sweep = now + SWEEP_NS
+            stale = now - self.timeout_ns
+            for conn in self.conns:
+                if conn.sock is not None and conn.sent_at and conn.sent_at[0] < stale:
+                    self.fail(conn, "timeout")
         if self.spec.tls:
             self.read_tls_buffers()
         if not self.by_fd:

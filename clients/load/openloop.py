@@ -53,19 +53,22 @@ class OpenLoopWorker(EpollWorker):
         interval = 1e9 / self.rate
         sent = 0
         due = start
+        live, failures = [conn for conn in self.conns if conn.sock is not None], self.failures
         while self.running:
             now = clock()
-            if due <= now:
-                live = [conn for conn in self.conns if conn.sock is not None]
-                while due <= now and live:
-                    conn = live[sent % len(live)]
-                    conn.sent_at.append(due)
-                    conn.owed += self.size
-                    late(clock() - due)
-                    self.flush(conn)
-                    sent += 1
-                    due = start + int(sent * interval)
-                    now = clock()
+            while due <= now:
+                if failures != self.failures:  # rebuilt only when one has gone: it is O(connections)
+                    live, failures = [conn for conn in self.conns if conn.sock is not None], self.failures
+                if not live:
+                    break
+                conn = live[sent % len(live)]
+                conn.sent_at.append(due)
+                conn.owed += self.size
+                late(clock() - due)
+                self.flush(conn)
+                sent += 1
+                due = start + int(sent * interval)
+                now = clock()
             for fd, mask in wait(min(due - now, self.next_tick - now)):
                 conn = by_fd[fd]
                 if mask & EPOLLOUT:

@@ -19,7 +19,7 @@ PROXY_VERSIONS = ("v1", "v2")
 
 ENGINES = ("epoll", "blocking")
 DEFAULT_TIME_CAP = 3600.0
-PORTS_PER_SOURCE = 25_000  # connections per local address to one server: under the ~28k ephemeral ports
+PORTS_PER_SOURCE = 10_000  # per local address: well under its ~28k ephemeral ports, where connect() stays quick
 MAX_SOURCES = 250  # --requests without --duration still stops by itself
 
 
