@@ -182,14 +182,14 @@ def _run_forked(spec: LoadSpec, threads: list[int], address: tuple, on_progress,
     deadline = time.monotonic() + connect_seconds(spec) + BARRIER_SLACK_S + spec.warmup_seconds \
         + spec.run_seconds + spec.timeout + 30
     parts = []
-    for child, receiver in children:
+    for index, (child, receiver) in enumerate(children):
         if receiver.poll(max(0.0, deadline - time.monotonic())):
             try:
                 parts.append(receiver.recv())
             except EOFError:
-                parts.append(_lost(spec))
+                parts.append(_lost(spec, index))
         else:
-            parts.append(_lost(spec))
+            parts.append(_lost(spec, index))
         child.join(5)
         if child.is_alive():
             child.kill()
@@ -202,10 +202,11 @@ def _child(spec, index, threads, address, barrier, progress, errors, sources, se
     sender.close()
 
 
-def _lost(spec: LoadSpec) -> dict:
+def _lost(spec: LoadSpec, index: int) -> dict:
     """What a child that died or hung contributes: its clients, and an error that says so."""
     empty = encode(new_histogram())
-    return {"schema": "echo-load/1", "clients": spec.clients // spec.processes, "processes": 1, "threads": 0,
+    return {"schema": "echo-load/1", "clients": split(spec.clients, spec.processes)[index], "processes": 1,
+            "threads": 0,
             "size": spec.size, "duration_s": 0.0, "messages": 0, "bytes": 0, "errors": {"worker_lost": 1},
             "mismatches": 0, "per_connection": [], "histogram": empty, "connect_histogram": empty,
             "cpu": {}, "server": None}
