@@ -111,3 +111,16 @@ def test_result_reports_the_clients_own_memory_per_connection(peer_recording_ser
     assert result["client_bytes_per_connection"] > 0
     assert result["cpu"]["per_process_rss_growth"][0] == pytest.approx(result["client_bytes_per_connection"] * 50,
                                                                         abs=50)
+
+
+def test_server_is_sampled_when_the_load_is_spread_over_processes():
+    from echoserver.spawn import ServerProcess
+
+    with ServerProcess("--backend", "asyncio", "--workers", "2", "--log-level", "warning") as server:
+        host, port = server.address
+        proc = echo_load("--host", host, "--port", str(port), "--clients", "4", "--processes", "2",
+                         "--duration", "0.3", "--warmup", "0", "--server-pid", str(server.pid), "--json", "--quiet")
+    result = json.loads(proc.stdout)
+    assert proc.returncode == 0, proc.stderr
+    # The supervisor and its two workers, sampled once (by the first process), kept through the merge.
+    assert result["server"]["processes"] == 3 and result["server"]["pss_mb"] > 0

@@ -46,6 +46,7 @@ def run(spec: LoadSpec, on_progress: Callable[[list, list], None] | None = None)
     if reporter:
         reporter.set()
     result = merge(parts)
+    result["server"] = parts[0].get("server")  # sampled by the first process only: merge() would drop it
     result["processes"] = spec.processes
     result["parts"] = 1
     judge_bottleneck(result)
