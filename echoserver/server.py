@@ -15,6 +15,7 @@ from typing import Callable, Iterator
 
 from echoserver import backends
 from echoserver.config import ServerConfig
+from echoserver.net.limits import check_backlog, raise_open_file_limit
 from echoserver.net.listener import bind_listeners, remove_files, unix_paths
 from echoserver.observability.ready import ready_line
 from echoserver.observability.reporting import reporting
@@ -34,6 +35,8 @@ def serve(config: ServerConfig, *, on_ready: Callable[[tuple], None] | None = No
     workers, so the returned ones are empty, and ``SystemExit(1)`` is raised if
     a worker did not drain cleanly.
     """
+    raise_open_file_limit()  # before binding or forking: every worker inherits it
+    check_backlog(config.backlog)
     if config.workers > 1:
         from echoserver.workers.supervisor import supervise
 
