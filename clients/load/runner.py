@@ -46,7 +46,10 @@ def run(spec: LoadSpec, on_progress: Callable[[list, list], None] | None = None)
     if reporter:
         reporter.set()
     result = merge(parts)
-    result["server"] = parts[0].get("server")  # sampled by the first process only: merge() would drop it
+    result["server"] = server = parts[0].get("server")  # sampled by the first process only: merge() would drop it
+    if server and server.get("pss_mb") is not None and server.get("pss_mb_before") is not None:
+        # Sampled before the first connect and with every connection open: what holding them costs.
+        server["bytes_per_connection"] = round((server["pss_mb"] - server["pss_mb_before"]) * 2**20 / spec.clients)
     result["processes"] = spec.processes
     result["parts"] = 1
     judge_bottleneck(result)

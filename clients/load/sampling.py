@@ -23,6 +23,7 @@ class CpuProbe:
         self.server_pid = server_pid
         self.marks: dict[str, tuple] = {}
         self.rss_before = _own_rss()  # before any connection exists: what they add is theirs
+        self.server_before = self._server_memory() if server_pid else None  # likewise for the server
         self.rss_connected = 0
 
     def mark(self, moment: str) -> None:
@@ -43,8 +44,9 @@ class CpuProbe:
         if not self.server_pid or "end" not in self.marks:
             return None
         rss, pss, processes = self.marks["end"][3] or (None, None, None)
+        before = self.server_before[1] if self.server_before else None
         return {"pid": self.server_pid, "processes": processes, "cpu_percent": self._percent(2),
-                "rss_mb": rss, "pss_mb": pss}
+                "rss_mb": rss, "pss_mb": pss, "pss_mb_before": before}
 
     def _percent(self, field: int) -> float | None:
         if "start" not in self.marks or "end" not in self.marks:
