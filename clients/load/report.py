@@ -46,6 +46,8 @@ def _cpu(result: dict) -> str:
     server = result.get("server") or {}
     if server.get("cpu_percent") is not None:
         text += f"; server {server['cpu_percent']:.0f}%, {server['pss_mb']:.1f} MiB PSS"
+        if server.get("bytes_per_connection") is not None:
+            text += f" ({server['bytes_per_connection'] / 1024:.1f} KiB per connection)"
     text += " (100% = one core)"
     if result.get("client_bytes_per_connection") is not None:
         text += f"; client memory {result['client_bytes_per_connection'] / 1024:.1f} KiB per connection"
