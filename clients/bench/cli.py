@@ -64,25 +64,34 @@ def parse_target(text: str) -> Run:
     return Run(label, label, target=(host.strip("[]"), int(port)))
 
 
-def measure(run: Run, spec: LoadSpec, scenario_args: tuple[str, ...], on_line=print) -> dict:
-    """One run: start its server if needed, load it, stop it; the echo-load result plus the run's facts."""
+def measure(run: Run, spec: LoadSpec, scenario_args: tuple[str, ...], on_line=print, sessions: int = 1) -> list[dict]:
+    """One run: start its server if needed, load it ``sessions`` times, stop it; a result per session.
+
+    The first session meets a fresh server (a cost that lasts only until the
+    first client leaves shows there); later ones a warmed one, labelled so.
+    """
     from echoserver.spawn import ServerProcess
 
     if run.target:
-        return _load(run, spec.replace(host=run.target[0], port=run.target[1]), on_line)
+        return [_load(run, spec.replace(host=run.target[0], port=run.target[1]), on_line)]
     args = ("--backend", run.backend, "--log-level", "warning", *scenario_args, *run.server_args)
     try:
         server = ServerProcess(*args).start()
     except RuntimeError as exc:
         on_line(f"echo-bench: {run.label}: server did not start: {str(exc).splitlines()[0]}")
-        return {"label": run.label, "backend": run.backend, "failed": "server did not start"}
+        return [{"label": run.label, "backend": run.backend, "failed": "server did not start"}]
+    results = []
     try:
-        result = _load(run, spec.replace(host=server.host, port=server.port, server_pid=server.pid), on_line)
+        for session in range(1, sessions + 1):
+            labelled = run if session == 1 else Run(f"{run.label} (session {session})", run.backend)
+            results.append(_load(labelled, spec.replace(host=server.host, port=server.port, server_pid=server.pid),
+                                 on_line))
     finally:
         code = server.stop()
-    result["server_exit"] = code
-    result["server_args"] = list(args[4:])
-    return result
+    for result in results:
+        result["server_exit"] = code
+        result["server_args"] = list(args[4:])
+    return results
 
 
 def _load(run: Run, spec: LoadSpec, on_line) -> dict:
@@ -131,7 +140,7 @@ def _time_limit(spec: LoadSpec) -> float:
 @click.option("--warmup", type=float, default=1.0)
 @click.option("-s", "--size", type=int, default=None, help="Bytes per message  [default: the scenario's]")
 @click.option("-t", "--threads", type=int, default=0, help="echo-load worker threads (0: one per CPU).")
-@click.option("--processes", type=int, default=1, help="echo-load processes.")
+@click.option("--processes", type=int, default=None, help="echo-load processes  [default: the scenario's, else 1]")
 @click.option("--pipeline", type=int, default=1)
 @click.option("--rate", type=float, default=None, help="Open loop, msg/s  [default: the scenario's, else closed]")
 @click.option("--tls", is_flag=True,
@@ -140,8 +149,10 @@ def _time_limit(spec: LoadSpec) -> float:
 @click.option("-o", "--out", type=click.Path(file_okay=False, path_type=Path), default=Path("results"),
               help="Folder for results.md, .csv, .json and .png.")
 @click.option("--no-chart", is_flag=True, help="Skip the PNG chart.")
+@click.option("--sessions", type=click.IntRange(1, 10), default=1,
+              help="Client sessions per server: the first meets a fresh server, later ones a warmed one.")
 def command(scenario: str, backends: tuple, runs: tuple, targets: tuple, server_args: str, out: Path,
-            no_chart: bool, tls: bool, **load: object) -> int:
+            no_chart: bool, tls: bool, sessions: int, **load: object) -> int:
     chosen = SCENARIOS[scenario]
     plan = _plan(backends, runs, targets, tuple(shlex.split(server_args)))
     overrides = {name: value for name, value in load.items() if value is not None}
@@ -156,7 +167,8 @@ def command(scenario: str, backends: tuple, runs: tuple, targets: tuple, server_
     results = []
     for run in plan:
         click.echo(f"echo-bench: {run.label} ...", err=True)
-        results.append(measure(run, spec, chosen.server_args, on_line=lambda line: click.echo(line, err=True)))
+        results += measure(run, spec, chosen.server_args, on_line=lambda line: click.echo(line, err=True),
+                           sessions=sessions)
     table = write_outputs(results, out, scenario=chosen, spec=spec, command=_command_line(), chart=not no_chart)
     click.echo(table)
     return 0 if all(result.get("ok") for result in results) else 1
