@@ -32,5 +32,10 @@ SCENARIOS = {
         Scenario("many", "1,000 mostly idle connections (2 msg/s each): memory per connection, "
                          "from the server's PSS", ("--max-children", "1100"),
                  load={"clients": 1000, "size": 64, "rate": 2000.0, "timeout": 30.0, "connect_timeout": 20.0}),
+        Scenario("c100k", "100,000 connections held open (~1 msg/s each) over 8 server workers and 6 echo-load "
+                          "processes: descriptor limits, source ports, memory per connection at scale",
+                 ("--workers", "8", "--backlog", "4096"),
+                 load={"clients": 100_000, "processes": 6, "size": 64, "rate": 100_000.0, "connect_rate": 5000.0,
+                       "timeout": 30.0, "connect_timeout": 30.0}),
     )
 }
