@@ -50,3 +50,30 @@ def test_a_backlog_above_somaxconn_is_reported():
     with ServerProcess("--backlog", str(cap + 1), "--log-level", "warning") as server:
         pass
     assert f"above the kernel's net.core.somaxconn ({cap})" in server.stderr
+
+
+def test_thread_backend_out_of_threads_refuses_the_connection_and_keeps_serving(monkeypatch, caplog):
+    import socket
+    import threading
+
+    from echoserver.server import running_server
+
+    start = threading.Thread.start
+
+    def no_threads_for_connections(thread):
+        if thread.name.startswith("echo-conn-"):
+            raise RuntimeError("can't start new thread")
+        start(thread)
+
+    with running_server(backend="thread", port=0) as server:
+        monkeypatch.setattr(threading.Thread, "start", no_threads_for_connections)
+        with socket.create_connection(server.address, timeout=5) as refused:
+            refused.sendall(b"x")
+            with pytest.raises(ConnectionResetError):
+                refused.recv(1)  # reset on purpose: no thread will ever read it
+        monkeypatch.setattr(threading.Thread, "start", start)
+        with socket.create_connection(server.address, timeout=5) as served:
+            served.sendall(b"ping")
+            assert served.recv(4) == b"ping"
+        assert server.snapshot()["error_thread_start"] == 1
+    assert "cannot start a thread for a new connection" in caplog.text
