@@ -49,11 +49,11 @@ class Connection:
                  "partial", "owed", "sent_at", "messages", "corrupt", "connect_started", "writing", "period",
                  "opening")
 
-    def __init__(self, index: int, stream: Stream) -> None:
+    def __init__(self, index: int, stream: Stream, out: memoryview | None = None) -> None:
         self.index = index
         self.sock: socket.socket | None = None
         self.expected = stream.expected
-        self.out = memoryview(stream.sent)
+        self.out = memoryview(stream.sent) if out is None else out  # a view of the shared pool: share it too
         self.low, self.high, self.period = stream.base, stream.base + stream.period, stream.period
         self.rpos = self.spos = stream.base  # next byte expected / next byte to send
         self.partial = 0  # bytes of the current reply received so far

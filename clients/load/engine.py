@@ -43,7 +43,9 @@ class EpollWorker:
         self.opening = opening  # an Opening, or None: ready as soon as TCP is
         self.size = spec.size
         self.family, self.sockaddr = address
-        self.conns = [Connection(index, stream) for index, stream in streams]
+        views: dict[int, memoryview] = {}  # one per pool, not one per connection (184 bytes each)
+        self.conns = [Connection(index, stream, views.setdefault(id(stream.sent), memoryview(stream.sent)))
+                      for index, stream in streams]
         self.by_fd: dict[int, Connection] = {}
         self.epoll = select.epoll()
         self.schedule = schedule
