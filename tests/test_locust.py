@@ -172,3 +172,14 @@ def test_master_and_workers_on_separate_hosts_across_a_delayed_link(tmp_path):
     assert merged["mismatches"] == 0 and merged["errors"] == {}
     if delayed:  # every request crossed a link delayed by 1 ms (replies come back undelayed)
         assert merged["latency_us"]["p50"] >= delay_ms * 1000
+
+
+@pytest.mark.parametrize("bad", [("--echo-size", "0"), ("--echo-timeout", "-1"), ("--host", "no-port-here")])
+def test_bad_option_is_a_one_line_usage_error(bad, tmp_path):
+    args = {"--host": "127.0.0.1:9", **dict([bad])}
+    proc = subprocess.run([sys.executable, "-m", "locust", "-f", LOCUSTFILE, "--headless", "-u", "1", "-t", "5s",
+                           *[item for pair in args.items() for item in pair]],
+                          capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert proc.returncode == 2
+    errors = [line for line in proc.stderr.splitlines() if "error" in line.lower()]
+    assert errors == [f"locust: error: {errors[0].split('error: ', 1)[1]}"] and bad[0] in errors[0]

@@ -117,6 +117,28 @@ _environments: list = []  # the report events name no environment: this process'
 @events.init.add_listener
 def _remember(environment, **_) -> None:
     _environments.append(environment)
+    problem = _bad_option(environment.parsed_options, environment.host)
+    if problem:  # before any user starts: one line, exit status 2, as echo-load's own usage errors
+        print(f"locust: error: {problem}", file=sys.stderr, flush=True)
+        sys.exit(2)
+
+
+def _bad_option(options, host: str | None) -> str:
+    from echoclients.locust.user import parse_host
+
+    if host:
+        try:
+            parse_host(host)
+        except ValueError as exc:
+            return str(exc)
+    if options is None:
+        return ""
+    checks = (("echo-size", options.echo_size, 1, 64 << 20), ("echo-iterations", options.echo_iterations, 0, 10**12),
+              ("echo-timeout", options.echo_timeout, 0.001, 3600))
+    for name, value, low, high in checks:
+        if not low <= value <= high:
+            return f"--{name} must be between {low:,} and {high:,}, got {value:,}"
+    return ""
 
 
 def _current_environment():
