@@ -93,12 +93,13 @@ def test_master_and_two_workers_agree_with_echo_load(server, tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["latency_us"] == merged["latency_us"]
     assert json.loads(proc.stdout)["messages"] == merged["messages"]
-    # echo-load against the same server sees latencies of the same order: no unit was lost on the way
-    # (Locust's gevent loop and echo-load's differ, and a shared machine moves both, so no tighter bound).
+    # echo-load against the same server sees latencies within the same few powers of ten: no unit was
+    # lost on the way (ms for us would be 1000x). Not closer: Locust's gevent loop and echo-load's differ
+    # (p50 17-133 us against 14-30 us measured here), and a shared machine moves both.
     reference = echo_load(host, port, "--clients", str(USERS), "--processes", "2",
                           "--requests", str(USERS * ITERATIONS))
     ours, theirs = merged["latency_us"]["p50"], reference["latency_us"]["p50"]
-    assert 0.2 * theirs <= ours <= 5 * theirs, (merged["latency_us"], reference["latency_us"])
+    assert 0.05 * theirs <= ours <= 20 * theirs, (merged["latency_us"], reference["latency_us"])
 
 
 @contextlib.contextmanager
