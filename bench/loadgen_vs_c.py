@@ -134,9 +134,15 @@ def report(rows: list[dict], args, load_before: tuple, load_after: tuple) -> str
                      f"{row['blocking_cpu_us']:.2f} | {_pct(row['server_cpu'])} |")
     cost = {key: statistics.median(row[key] for row in rows) for key in ("c_cpu_us", "echo_load_cpu_us",
                                                                           "blocking_cpu_us")}
+    cpu_ratio = [row["c_cpu_us"] / row["echo_load_cpu_us"] for row in rows]
     lines += [
         "",
-        f"**echo-load / C: median {statistics.median(fast):.2f}x** (min {min(fast):.2f}, max {max(fast):.2f}); "
+        f"**Throughput, echo-load / C: median {statistics.median(fast):.2f}x** (min {min(fast):.2f}, "
+        f"max {max(fast):.2f}), goal >= 0.90x; **CPU per message, C / echo-load: median "
+        f"{statistics.median(cpu_ratio):.2f}x** (min {min(cpu_ratio):.2f}, max {max(cpu_ratio):.2f}), the "
+        "throughput ratio the two would have on a core each had to itself.",
+        "",
+        f"echo-load / C: median {statistics.median(fast):.2f}x (min {min(fast):.2f}, max {max(fast):.2f}); "
         f"blocking thread-per-connection / C: median {statistics.median(classic):.2f}x "
         f"(min {min(classic):.2f}, max {max(classic):.2f}). Goal: echo-load >= 0.90x.",
         "",

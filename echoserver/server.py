@@ -17,6 +17,7 @@ from echoserver import backends
 from echoserver.backends.base import Backend
 from echoserver.config import ConfigError, ServerConfig
 from echoserver.net.tls import server_context
+from echoserver.net.limits import check_backlog, raise_open_file_limit
 from echoserver.net.listener import bind_listeners, remove_files, unix_paths
 from echoserver.observability.logs import StatsReporter
 from echoserver.observability.ready import ready_line
@@ -58,6 +59,8 @@ def serve(config: ServerConfig, *, on_ready: Callable[[tuple], None] | None = No
     did not drain cleanly.
     """
     backend_class = check(config)
+    raise_open_file_limit()  # before binding or forking: every worker inherits it
+    check_backlog(config.backlog)
     if config.workers > 1:
         from echoserver.workers.supervisor import WorkersFailed, supervise
 

@@ -74,36 +74,43 @@ def parse_target(text: str) -> Run:
     return Run(label, label, target=(host.strip("[]"), int(port)))
 
 
-def measure(run: Run, spec: LoadSpec, scenario_args: tuple[str, ...], on_line=print, heavy: dict | None = None
-            ) -> dict:
-    """One run: start its server if needed, load it, stop it; the echo-load result plus the run's facts.
+def measure(run: Run, spec: LoadSpec, scenario_args: tuple[str, ...], on_line=print, heavy: dict | None = None,
+            sessions: int = 1) -> list[dict]:
+    """One run: start its server if needed, load it ``sessions`` times, stop it; a result per session.
 
-    ``heavy``: LoadSpec fields of clients run beside the measured ones (the mixed scenario)."""
+    The first session meets a fresh server (a cost that lasts only until the first client
+    leaves shows there); later ones a warmed one, labelled so. ``heavy``: LoadSpec fields of
+    clients run beside the measured ones (the mixed scenario).
+    """
     from echoserver.spawn import ServerProcess
 
     if run.target:
-        return _load_beside(heavy, run, spec.replace(host=run.target[0], port=run.target[1]), on_line)
+        return [_load_beside(heavy, run, spec.replace(host=run.target[0], port=run.target[1]), on_line)]
     args = ("--backend", run.backend, "--log-level", "warning", *scenario_args, *run.server_args)
     python = run.python or current()
     try:
         server = ServerProcess(*args, python=python.command).start()
     except RuntimeError as exc:
         on_line(f"echo-bench: {run.label}: server did not start: {str(exc).splitlines()[0]}")
-        return {"label": run.label, "backend": run.backend, "failed": "server did not start"}
+        return [{"label": run.label, "backend": run.backend, "failed": "server did not start"}]
+    results = []
     try:
         idle = idle_pss_mb(server.pid)
-        result = _load_beside(heavy, run, spec.replace(host=server.host, port=server.port, server_pid=server.pid),
-                              on_line)
+        for session in range(1, sessions + 1):
+            labelled = run if session == 1 else Run(f"{run.label} (session {session})", run.backend)
+            results.append(_load_beside(heavy, labelled, spec.replace(host=server.host, port=server.port,
+                                                                      server_pid=server.pid), on_line))
     finally:
         code = server.stop()
-    result["server_exit"] = code
-    result["server_idle_pss_mb"] = idle
-    result["server_args"] = list(args[4:])
-    result["server_python"] = python.describe(server.gil)
-    if python.gil_flag(server.gil):
-        on_line(f"echo-bench: {run.label}: {python.gil_flag(server.gil)}; not counted")
-        result["failed"] = python.gil_flag(server.gil)
-    return result
+    for result in results:
+        result["server_exit"] = code
+        result["server_idle_pss_mb"] = idle
+        result["server_args"] = list(args[4:])
+        result["server_python"] = python.describe(server.gil)
+        if python.gil_flag(server.gil):
+            on_line(f"echo-bench: {result['label']}: {python.gil_flag(server.gil)}; not counted")
+            result["failed"] = python.gil_flag(server.gil)
+    return results
 
 
 def _load_beside(heavy: dict | None, run: Run, spec: LoadSpec, on_line) -> dict:
@@ -177,7 +184,7 @@ def _time_limit(spec: LoadSpec) -> float:
 @click.option("-s", "--size", type=Size(), default=None,
               help="Bytes per message, e.g. 64, 1k, 64KiB  [default: the scenario's]")
 @click.option("-t", "--threads", type=int, default=0, help="echo-load worker threads (0: one per CPU).")
-@click.option("--processes", type=int, default=1, help="echo-load processes.")
+@click.option("--processes", type=int, default=None, help="echo-load processes  [default: the scenario's, else 1]")
 @click.option("--pipeline", type=int, default=1)
 @click.option("--rate", type=float, default=None, help="Open loop, msg/s  [default: the scenario's, else closed]")
 @click.option("--tls", is_flag=True,
@@ -188,8 +195,10 @@ def _time_limit(spec: LoadSpec) -> float:
 @click.option("-o", "--out", type=click.Path(file_okay=False, path_type=Path), default=Path("results"),
               help="Folder for report.html, results.md, .csv, .json and the charts.")
 @click.option("--no-chart", is_flag=True, help="Skip the charts.")
+@click.option("--sessions", type=click.IntRange(1, 10), default=1,
+              help="Client sessions per server: the first meets a fresh server, later ones a warmed one.")
 def command(scenario: str, backends: tuple, runs: tuple, targets: tuple, server_args: str, out: Path,
-            no_chart: bool, tls: bool, pythons: tuple, repeat: int, **load: object) -> int:
+            no_chart: bool, tls: bool, pythons: tuple, repeat: int, sessions: int, **load: object) -> int:
     chosen = SCENARIOS[scenario]
     try:
         interpreters = [probe(text) for text in pythons]
@@ -206,16 +215,17 @@ def command(scenario: str, backends: tuple, runs: tuple, targets: tuple, server_
     raise_fd_limit(spec.clients * 2 + 256)  # the servers inherit it
     schedule = [(n, run) for n in range(1, repeat + 1) for run in plan]  # interleaved: A B C, A B C
     click.echo(f"echo-bench: scenario {scenario} ({chosen.teaches}); {len(plan)} runs x {repeat} repeats "
-               f"= {len(schedule)}, about {_eta(len(schedule), spec.run_seconds + spec.warmup_seconds + 2)}", err=True)
+               f"= {len(schedule)}, about {_eta(len(schedule), sessions * (spec.run_seconds + spec.warmup_seconds) + 2)}",
+               err=True)
     results, started = [], time.monotonic()
     for i, (n, run) in enumerate(schedule):
         click.echo(f"echo-bench: run {i + 1}/{len(schedule)}: {run.label} (repeat {n}/{repeat})"
                    + (f", {_eta(len(schedule) - i, (time.monotonic() - started) / i)} left" if i else ""), err=True)
-        result = measure(run, spec, chosen.server_args, on_line=lambda line: click.echo(line, err=True),
-                         heavy=chosen.heavy)
-        result["repeat"] = n
-        results.append(result)
-        click.echo(_row_line(result), err=True)
+        for result in measure(run, spec, chosen.server_args, on_line=lambda line: click.echo(line, err=True),
+                              heavy=chosen.heavy, sessions=sessions):
+            result["repeat"] = n
+            results.append(result)
+            click.echo(_row_line(result), err=True)
     table, written = write_outputs(results, out, scenario=chosen, spec=spec, command=_command_line(),
                                    repeat=repeat, chart=not no_chart)
     click.echo(table)

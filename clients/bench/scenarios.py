@@ -39,5 +39,10 @@ SCENARIOS = {
                  ("--cpu-work", "20000", "--cpu-work-on", "marked"),
                  load={"clients": 16, "size": 64, "rate": 500.0, "payload": "ascii", "timeout": 30.0},
                  heavy={"clients": 1, "size": 64, "payload": "marked", "timeout": 60.0}),
+        Scenario("c100k", "100,000 connections held open (~1 msg/s each) over 8 server workers and 6 echo-load "
+                          "processes: descriptor limits, source ports, memory per connection at scale",
+                 ("--workers", "8", "--backlog", "4096"),
+                 load={"clients": 100_000, "processes": 6, "size": 64, "rate": 100_000.0, "connect_rate": 5000.0,
+                       "timeout": 30.0, "connect_timeout": 30.0}),
     )
 }

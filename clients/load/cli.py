@@ -40,7 +40,10 @@ CONTEXT = {"help_option_names": ["-h", "--help"], "show_default": True, "max_con
 def command(as_json: bool, quiet: bool, **options: object) -> int:
     try:
         spec = LoadSpec(**config_values(LoadSpec, options))
-        spec.resolve()
+        from echoclients.load.runner import check_descriptor_limit
+
+        spec.sources(*spec.resolve())
+        check_descriptor_limit(spec)
     except SpecError as exc:
         raise click.UsageError(str(exc)) from None
     from echoclients.load.runner import run
@@ -100,6 +103,13 @@ def _emit(result: dict, as_json: bool) -> None:
     elif result.get("client_bound") is None:
         click.echo("echo-load: warning: echo-load's process was saturated (server CPU unknown: pass "
                    "--server-pid); the figures may measure the client", err=True)
+
+
+    if result.get("client_late"):
+        late, latency = result["send_lateness_us"]["p99"], result["latency_us"]["p99"]
+        click.echo(f"echo-load: warning: client-late: messages left up to {late:,} us after their intended "
+                   f"time (p99), against a latency p99 of {latency:,} us; add --processes or threads",
+                   err=True)
 
 
 def main(argv: list[str] | None = None) -> None:

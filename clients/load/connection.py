@@ -16,6 +16,7 @@ from collections import deque
 
 from echoclients.load.payload import Stream
 
+IP_BIND_ADDRESS_NO_PORT = getattr(socket, "IP_BIND_ADDRESS_NO_PORT", 24)  # Linux 4.2+
 clock = time.monotonic_ns  # CLOCK_MONOTONIC: comparable across the worker processes
 
 _KINDS = {errno.ECONNREFUSED: "refused", errno.ECONNRESET: "reset", errno.EPIPE: "reset",
@@ -48,11 +49,11 @@ class Connection:
                  "partial", "owed", "sent_at", "messages", "corrupt", "connect_started", "writing", "period",
                  "opening")
 
-    def __init__(self, index: int, stream: Stream) -> None:
+    def __init__(self, index: int, stream: Stream, out: memoryview | None = None) -> None:
         self.index = index
         self.sock: socket.socket | None = None
         self.expected = stream.expected
-        self.out = memoryview(stream.sent)
+        self.out = memoryview(stream.sent) if out is None else out  # a view of the shared pool: share it too
         self.low, self.high, self.period = stream.base, stream.base + stream.period, stream.period
         self.rpos = self.spos = stream.base  # next byte expected / next byte to send
         self.partial = 0  # bytes of the current reply received so far
@@ -63,12 +64,20 @@ class Connection:
         self.writing = False  # registered for EPOLLOUT
         self.opening = None  # with --tls, --send-proxy or --banner-lines: the steps still to take
 
-    def open(self, family: int, sockaddr: tuple) -> int:
-        """Start a non-blocking connect; 0 or EINPROGRESS means it is under way."""
+    def open(self, family: int, sockaddr: tuple, source: str | None = None) -> int:
+        """Start a non-blocking connect (from local address ``source``); 0 or EINPROGRESS means it is under way."""
         self.sock = socket.socket(family, socket.SOCK_STREAM)
         self.sock.setblocking(False)
         if family != socket.AF_UNIX:  # Unix sockets have no Nagle to turn off
             self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if source is not None:
+            # Choose the port at connect time, per destination: a port picked by bind() alone
+            # is unique per source address, which caps one address at ~28k connections in all.
+            self.sock.setsockopt(socket.IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, 1)
+            try:
+                self.sock.bind((source, 0))
+            except OSError as exc:
+                return exc.errno or errno.EADDRNOTAVAIL
         self.recv, self.send = self.sock.recv, self.sock.send
         self.connect_started = clock()
         return self.sock.connect_ex(sockaddr)

@@ -13,21 +13,19 @@ message leaves is a subclass: :class:`~echoclients.load.closedloop.ClosedLoopWor
 
 from __future__ import annotations
 
-import errno
 import select
-import socket
 from collections import Counter
 
+from echoclients.load.connecting import TICK_S, Connecting
 from echoclients.load.connection import Connection, clock, error_kind
-from echoclients.load.opening import CONNECTED, tls_calls
 from echoclients.load.payload import Stream
 from echoclients.load.results import LatencyRecorder
 
 EPOLLIN, EPOLLOUT = select.EPOLLIN, select.EPOLLOUT
-TICK_S = 0.02  # housekeeping period, and the longest a poll blocks
+SWEEP_NS = 250_000_000  # how often replies overdue past --timeout are looked for
 
 
-class EpollWorker:
+class EpollWorker(Connecting):
     """Drives its connections from connect to close inside one thread.
 
     ``schedule`` is shared by every worker of the run: a barrier passed once
@@ -37,12 +35,14 @@ class EpollWorker:
 
     def __init__(self, spec, streams: list[tuple[int, Stream]], address: tuple, schedule,
                  progress=None, slot: int = 0, requests: int = 0, rate: float = 0.0, probe=None,
-                 opening=None) -> None:
+                 opening=None, sources: list[str] | None = None) -> None:
         self.spec = spec
         self.opening = opening  # an Opening, or None: ready as soon as TCP is
         self.size = spec.size
         self.family, self.sockaddr = address
-        self.conns = [Connection(index, stream) for index, stream in streams]
+        views: dict[int, memoryview] = {}  # one per pool, not one per connection (184 bytes each)
+        self.conns = [Connection(index, stream, views.setdefault(id(stream.sent), memoryview(stream.sent)))
+                      for index, stream in streams]
         self.by_fd: dict[int, Connection] = {}
         self.epoll = select.epoll()
         self.schedule = schedule
@@ -51,6 +51,7 @@ class EpollWorker:
         self.probe = probe  # called at the window's start and end (the first worker samples CPU)
         self.latency = LatencyRecorder()
         self.connect_latency = LatencyRecorder()
+        self.lateness: LatencyRecorder | None = None  # an open loop's send lateness (openloop.py)
         self.errors: Counter = Counter()
         self.mismatches = 0
         self.completed = 0
@@ -66,6 +67,11 @@ class EpollWorker:
         self.lost: list[Connection] = []  # --reconnect: dropped during the run, replaced by housekeeping
         self.replacing = False  # True from the connect barrier on: before it, a failure is final
         self.reconnects = 0
+        self.next_sweep = 0
+        self.failures = 0  # connections dropped so far: an open loop's list of live ones is stale when it moves
+        rate = spec.connect_rate * len(self.conns) / spec.clients if spec.connect_rate else 0
+        self.connect_interval_ns = int(1e9 / rate) if rate else 0
+        self.sources = sources or [None]  # local addresses to connect from, in turn
 
     # -- lifetime ----------------------------------------------------------------
 
@@ -93,67 +99,8 @@ class EpollWorker:
             self.epoll.close()
             self.latency.fold()
             self.connect_latency.fold()
-
-    def connect_all(self) -> None:
-        """Non-blocking connects for all, then wait (up to --connect-timeout) until each is ready.
-
-        Ready means connected and, with an :class:`~echoclients.load.opening.Opening`,
-        through its TLS handshake, PROXY header and banner too.
-        """
-        pending: set[int] = set()
-        for conn in self.conns:
-            code = conn.open(self.family, self.sockaddr)
-            if code not in (0, errno.EINPROGRESS):
-                self.fail(conn, error_kind(code))
-                continue
-            fd = conn.sock.fileno()
-            self.by_fd[fd] = conn
-            self.epoll.register(fd, EPOLLOUT)
-            pending.add(fd)
-        deadline = clock() + int(self.spec.connect_timeout * 1e9)
-        while pending and clock() < deadline:
-            for fd, _ in self.epoll.poll(TICK_S):
-                if fd not in pending:  # ready already; what it hears now waits for the first message
-                    continue
-                conn = self.by_fd[fd]
-                if conn.opening is None:
-                    code = conn.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
-                    if code:
-                        pending.discard(fd)
-                        self.fail(conn, error_kind(code))
-                        continue
-                    if self.opening is None:
-                        pending.discard(fd)
-                        self.connect_latency.record(clock() - conn.connect_started)
-                        self.epoll.modify(fd, EPOLLIN)  # nothing arrives before the first message
-                        continue
-                    conn.opening = self.opening.steps(conn)
-                if self.take_steps(conn, fd):
-                    pending.discard(fd)
-        for fd in pending:
-            self.fail(self.by_fd[fd], "timeout")
-        if self.opening is not None:
-            for fd in self.by_fd:
-                self.epoll.modify(fd, EPOLLIN)
-
-    def take_steps(self, conn: Connection, fd: int) -> bool:
-        """Advance ``conn`` through its opening until it must wait; True once it is done (or failed)."""
-        try:
-            for wait in conn.opening:
-                if wait == CONNECTED:
-                    self.connect_latency.record(clock() - conn.connect_started)
-                else:
-                    self.epoll.modify(fd, wait)
-                    return False
-        except OSError as exc:
-            self.fail(conn, error_kind(exc))
-            return True
-        conn.opening = None
-        if self.spec.tls:
-            conn.recv, conn.send = tls_calls(conn.sock)
-        # Quiet until every connection is ready (a TLS 1.3 session ticket would wake it in vain).
-        self.epoll.modify(fd, 0)
-        return True
+            if self.lateness is not None:
+                self.lateness.fold()
 
     def drive(self, now: int) -> None:
         """The loop itself, from the end of the connect barrier until ``running`` goes False."""
@@ -229,6 +176,7 @@ class EpollWorker:
         self.errors[kind] += 1
         if conn.sock is None:
             return
+        self.failures += 1
         fd = conn.sock.fileno()
         if self.by_fd.pop(fd, None) is not None:
             self.epoll.unregister(fd)
@@ -246,10 +194,12 @@ class EpollWorker:
             self.open_window(now)
         if self.window and (now >= self.stop_at or self.completed >= self.stop_after):
             self.close_window(now)
-        stale = now - self.timeout_ns
-        for conn in self.conns:
-            if conn.sock is not None and conn.sent_at and conn.sent_at[0] < stale:
-                self.fail(conn, "timeout")
+        if now >= self.next_sweep:  # a walk over every connection: a few times a second, not every tick
+            self.next_sweep = now + SWEEP_NS
+            stale = now - self.timeout_ns
+            for conn in self.conns:
+                if conn.sock is not None and conn.sent_at and conn.sent_at[0] < stale:
+                    self.fail(conn, "timeout")
         if self.spec.tls:
             self.read_tls_buffers()
         if self.lost and self.running:

@@ -17,6 +17,11 @@ class ProgressLine:
         self.width = 0  # of the line on screen: a shorter one must blank the rest of it
 
     def update(self, progress: list, errors: list) -> None:
+        if any(count < 0 for count in progress):  # still connecting: the slots count connections, negated
+            ready = -sum(count for count in progress if count < 0)
+            self.stream.write(f"\rconnecting {ready:>9,}/{self.spec.clients:,}  errors {sum(errors):,}   ")
+            self.stream.flush()
+            return
         now, done = time.monotonic(), sum(progress)
         then, before = self.last
         rate = (done - before) / (now - then) if now > then else 0.0

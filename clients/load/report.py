@@ -18,6 +18,7 @@ def format_summary(result: dict) -> str:
         f"{result['msgs_per_s']:,.1f} msg/s, {result['mb_per_s']:.2f} MB/s",
         f"  latency    {_percentiles(lat)}",
         f"  connect    {_percentiles(conn)}",
+        *([f"  sent late  {_percentiles(result['send_lateness_us'])}"] if "send_lateness_us" in result else []),
         f"  fairness   {fair['served']:,}/{fair['connections']:,} connections served; msg/s per connection "
         f"min {_num(fair['rate_min'])} median {_num(fair['rate_median'])} max {_num(fair['rate_max'])}",
         f"  cpu        {_cpu(result)}",
@@ -47,7 +48,12 @@ def _cpu(result: dict) -> str:
     server = result.get("server") or {}
     if server.get("cpu_percent") is not None:
         text += f"; server {server['cpu_percent']:.0f}%, {server['pss_mb']:.1f} MiB PSS"
-    return text + " (100% = one core)"
+        if server.get("bytes_per_connection") is not None:
+            text += f" ({server['bytes_per_connection'] / 1024:.1f} KiB per connection)"
+    text += " (100% = one core)"
+    if result.get("client_bytes_per_connection") is not None:
+        text += f"; client memory {result['client_bytes_per_connection'] / 1024:.1f} KiB per connection"
+    return text
 
 
 def _python(result: dict) -> str:

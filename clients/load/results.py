@@ -107,9 +107,19 @@ def finish(result: dict) -> dict:
     result["connect_us"] = summarize_us(decode(result["connect_histogram"]))
     result["fairness"] = fairness(result["per_connection"], duration)
     result["ok"] = not result["errors"] and not result["mismatches"]
+    growth = (result.get("cpu") or {}).get("per_process_rss_growth")
+    if growth and result["clients"]:  # echo-load's own memory for its connections (RSS growth while connecting)
+        result["client_bytes_per_connection"] = round(sum(growth) / result["clients"])
+    if "lateness_histogram" in result:  # an open loop: how late the client itself sent
+        result["send_lateness_us"] = late = summarize_us(decode(result["lateness_histogram"]))
+        result["client_late"] = late["p99"] is not None and result["latency_us"]["p99"] is not None \
+            and late["p99"] > CLIENT_LATE_SHARE * result["latency_us"]["p99"]
     result.setdefault("python", describe())  # the load generator's own interpreter and GIL state
     return result
 
+
+# Send lateness is part of every open-loop latency; past this share of the p99 it is not small.
+CLIENT_LATE_SHARE = 0.25
 
 _SUMMED = ("clients", "processes", "threads", "messages", "bytes", "mismatches", "reconnects")
 
@@ -134,6 +144,8 @@ def merge(results: list[dict]) -> dict:
     merged["per_connection"] = [count for part in results for count in part["per_connection"]]
     merged["histogram"] = _add_histograms(part["histogram"] for part in results)
     merged["connect_histogram"] = _add_histograms(part["connect_histogram"] for part in results)
+    if any("lateness_histogram" in part for part in results):
+        merged["lateness_histogram"] = _add_histograms(part.get("lateness_histogram") for part in results)
     merged["cpu"] = _merge_cpu([part.get("cpu") or {} for part in results])
     merged["server"] = _same(results, "server")
     merged["python"] = _same(results, "python")
@@ -190,6 +202,8 @@ def _add_histograms(encoded: Iterable[str]) -> str:
 def _merge_cpu(parts: list[dict]) -> dict:
     """Per-process CPU figures stay per process: saturation is a per-process fact."""
     per_process = [p for part in parts for p in part.get("per_process_percent", [])]
+    growth = [n for part in parts for n in part.get("per_process_rss_growth", [])]
     return {"per_process_percent": per_process,
             "client_percent": round(sum(per_process), 1),
-            "saturated": any(part.get("saturated") for part in parts)}
+            "saturated": any(part.get("saturated") for part in parts)} | \
+        ({"per_process_rss_growth": growth} if growth else {})

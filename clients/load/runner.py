@@ -24,26 +24,32 @@ from echoclients.load.openloop import OpenLoopWorker
 from echoclients.load.payload import PayloadPool
 from echoclients.load.results import encode, merge, new_histogram
 from echoclients.load.sampling import CpuProbe, judge_bottleneck
-from echoclients.load.spec import LoadSpec, split
+from echoclients.load.spec import LoadSpec, SpecError, split
 
 BARRIER_SLACK_S = 5.0
+FD_SPARE = 64  # descriptors besides the connections: epoll sets, pipes, the payload, stdio
 
 
 def run(spec: LoadSpec, on_progress: Callable[[list, list], None] | None = None) -> dict:
     """Run the load and return the finished result dict (see docs/load.md for its fields)."""
     address = spec.resolve()
-    raise_fd_limit(spec.clients + 64)
+    sources = spec.sources(*address)
+    raise_fd_limit(descriptors_needed(spec))
     threads = split(spec.thread_count, spec.processes)
     timeline = Timeline()
     if spec.processes == 1:
         progress, errors = [0] * threads[0], [0] * threads[0]
         reporter = _start_reporter(on_progress, progress, errors, timeline)
         barrier = threading.Barrier(threads[0])
-        parts = [run_process(spec, 0, threads, address, barrier, progress, errors)]
+        parts = [run_process(spec, 0, threads, address, barrier, progress, errors, sources)]
     else:
-        parts, reporter = _run_forked(spec, threads, address, on_progress, timeline)
+        parts, reporter = _run_forked(spec, threads, address, on_progress, timeline, sources)
     reporter.set()
     result = merge(parts)
+    result["server"] = server = parts[0].get("server")  # sampled by the first process only: merge() would drop it
+    if server and server.get("pss_mb") is not None and server.get("pss_mb_before") is not None:
+        # Sampled before the first connect and with every connection open: what holding them costs.
+        server["bytes_per_connection"] = round((server["pss_mb"] - server["pss_mb_before"]) * 2**20 / spec.clients)
     result["processes"] = spec.processes
     result["parts"] = 1
     result["timeline"] = timeline.as_dict()
@@ -52,14 +58,14 @@ def run(spec: LoadSpec, on_progress: Callable[[list, list], None] | None = None)
 
 
 def run_process(spec: LoadSpec, index: int, threads: list[int], address: tuple,
-                barrier, progress, errors) -> dict:
+                barrier, progress, errors, sources: list[str] | None = None) -> dict:
     """This process's share of the run: its clients over its threads; a raw partial result."""
     client_counts = split(spec.clients, spec.processes)
     first_client = sum(client_counts[:index])
     first_slot = sum(threads[:index])
     pool = PayloadPool(spec.size, spec.payload, spec.expect, spec.seed)
     probe = CpuProbe(spec.server_pid if index == 0 else 0)
-    timeout = spec.connect_timeout + BARRIER_SLACK_S
+    timeout = connect_seconds(spec) + BARRIER_SLACK_S
     schedule = _Schedule(barrier, timeout)
     worker_class = BlockingWorker if spec.engine == "blocking" else OpenLoopWorker if spec.rate else ClosedLoopWorker
     opening = Opening.from_spec(spec)
@@ -71,7 +77,7 @@ def run_process(spec: LoadSpec, index: int, threads: list[int], address: tuple,
         workers.append(worker_class(
             spec, streams, address, schedule, progress, first_slot + n, requests=shares[first_slot + n],
             rate=spec.rate * clients / spec.clients, probe=probe.mark if n == 0 else None,
-            opening=opening))
+            opening=opening, sources=sources))
     runners = [threading.Thread(target=_guard(worker, errors, first_slot + n), name=f"echo-load-{first_slot + n}",
                                 daemon=True)
                for n, worker in enumerate(workers)]
@@ -122,11 +128,13 @@ def _guard(worker, errors, slot: int) -> Callable[[], None]:
 
 
 def _partial(spec: LoadSpec, workers: list, probe: CpuProbe) -> dict:
-    latency, connect = new_histogram(), new_histogram()
+    latency, connect, lateness = new_histogram(), new_histogram(), new_histogram()
     errors: dict[str, int] = {}
     for worker in workers:
         latency.add(worker.latency.histogram)
         connect.add(worker.connect_latency.histogram)
+        if getattr(worker, "lateness", None) is not None:
+            lateness.add(worker.lateness.histogram)
         for kind, count in worker.errors.items():
             errors[kind] = errors.get(kind, 0) + count
     windows = [w.window for w in workers if len(w.window) == 2]
@@ -135,6 +143,7 @@ def _partial(spec: LoadSpec, workers: list, probe: CpuProbe) -> dict:
     window_wall = [round(min(start for start, _ in windows) / 1e9 + to_wall, 3),
                    round(max(end for _, end in windows) / 1e9 + to_wall, 3)] if windows else None
     messages = sum(worker.window_messages for worker in workers)
+    late = {"lateness_histogram": encode(lateness)} if spec.rate else {}
     return {
         "schema": "echo-load/1", "backend": spec.backend or None, "target": spec.target,
         "engine": spec.engine, "clients": sum(len(worker.per_connection()) for worker in workers),
@@ -148,7 +157,7 @@ def _partial(spec: LoadSpec, workers: list, probe: CpuProbe) -> dict:
         "per_connection": [count for worker in workers for count in worker.per_connection()],
         "histogram": encode(latency), "connect_histogram": encode(connect),
         "cpu": probe.client_summary(), "server": probe.server_summary(),
-    }
+    } | late
 
 
 class Timeline:
@@ -210,7 +219,7 @@ class _Stopper:
 
 
 def _run_forked(spec: LoadSpec, threads: list[int], address: tuple, on_progress,
-                timeline: Timeline) -> tuple[list, "_Stopper"]:
+                timeline: Timeline, sources: list[str] | None) -> tuple[list, "_Stopper"]:
     """One forked child per process; each sends its raw partial result back through a pipe."""
     context = multiprocessing.get_context("fork")
     progress = context.Array("q", sum(threads), lock=False)
@@ -219,23 +228,23 @@ def _run_forked(spec: LoadSpec, threads: list[int], address: tuple, on_progress,
     children = []
     for index in range(spec.processes):
         receiver, sender = context.Pipe(duplex=False)
-        child = context.Process(target=_child, args=(spec, index, threads, address, barrier, progress, errors, sender),
+        child = context.Process(target=_child, args=(spec, index, threads, address, barrier, progress, errors, sources, sender),
                                 name=f"echo-load-{index}", daemon=True)
         child.start()
         sender.close()
         children.append((child, receiver))
     reporter = _start_reporter(on_progress, progress, errors, timeline)
-    deadline = time.monotonic() + spec.connect_timeout + BARRIER_SLACK_S + spec.warmup_seconds \
+    deadline = time.monotonic() + connect_seconds(spec) + BARRIER_SLACK_S + spec.warmup_seconds \
         + spec.run_seconds + spec.timeout + 30
     parts = []
-    for child, receiver in children:
+    for index, (child, receiver) in enumerate(children):
         if receiver.poll(max(0.0, deadline - time.monotonic())):
             try:
                 parts.append(receiver.recv())
             except EOFError:
-                parts.append(_lost(spec))
+                parts.append(_lost(spec, index))
         else:
-            parts.append(_lost(spec))
+            parts.append(_lost(spec, index))
         child.join(5)
         if child.is_alive():
             child.kill()
@@ -243,18 +252,40 @@ def _run_forked(spec: LoadSpec, threads: list[int], address: tuple, on_progress,
     return parts, reporter
 
 
-def _child(spec, index, threads, address, barrier, progress, errors, sender) -> None:
-    sender.send(run_process(spec, index, threads, address, barrier, progress, errors))
+def _child(spec, index, threads, address, barrier, progress, errors, sources, sender) -> None:
+    sender.send(run_process(spec, index, threads, address, barrier, progress, errors, sources))
     sender.close()
 
 
-def _lost(spec: LoadSpec) -> dict:
+def _lost(spec: LoadSpec, index: int) -> dict:
     """What a child that died or hung contributes: its clients, and an error that says so."""
     empty = encode(new_histogram())
-    return {"schema": "echo-load/1", "clients": spec.clients // spec.processes, "processes": 1, "threads": 0,
+    return {"schema": "echo-load/1", "clients": split(spec.clients, spec.processes)[index], "processes": 1,
+            "threads": 0,
             "size": spec.size, "duration_s": 0.0, "messages": 0, "bytes": 0, "errors": {"worker_lost": 1},
             "mismatches": 0, "per_connection": [], "histogram": empty, "connect_histogram": empty,
             "cpu": {}, "server": None}
+
+
+def connect_seconds(spec: LoadSpec) -> float:
+    """The longest connecting may take: the paced opening of every connection, then the last one's timeout."""
+    return (spec.clients / spec.connect_rate if spec.connect_rate else 0.0) + spec.connect_timeout
+
+
+def descriptors_needed(spec: LoadSpec) -> int:
+    """Descriptors the busiest process needs: a socket per connection, and a few to spare."""
+    return max(split(spec.clients, spec.processes)) + FD_SPARE
+
+
+def check_descriptor_limit(spec: LoadSpec) -> None:
+    """A usage error, before any connect, when one process could not hold its share of the connections."""
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or descriptors_needed(spec) <= hard:
+        return
+    processes = -(-spec.clients // (hard - FD_SPARE))
+    raise SpecError("processes", f"{spec.clients:,} connections over {spec.processes} process(es) need "
+                                 f"{descriptors_needed(spec):,} descriptors in one process, and this machine allows "
+                                 f"{hard:,}: use --processes {processes} or more")
 
 
 def raise_fd_limit(wanted: int) -> None:

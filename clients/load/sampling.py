@@ -22,23 +22,31 @@ class CpuProbe:
     def __init__(self, server_pid: int = 0) -> None:
         self.server_pid = server_pid
         self.marks: dict[str, tuple] = {}
+        self.rss_before = _own_rss()  # before any connection exists: what they add is theirs
+        self.server_before = self._server_memory() if server_pid else None  # likewise for the server
+        self.rss_connected = 0
 
     def mark(self, moment: str) -> None:
         memory = self._server_memory() if moment == "end" else None
+        if moment == "start":  # every connection of this process is open by now (the barrier)
+            self.rss_connected = _own_rss()
         self.marks[moment] = (time.monotonic(), time.process_time(), self._server_cpu(), memory)
 
     def client_summary(self) -> dict:
         percent = self._percent(1)
+        growth = {"per_process_rss_growth": [max(0, self.rss_connected - self.rss_before)]} \
+            if self.rss_connected else {}
         if percent is None:
-            return {"per_process_percent": [], "saturated": False}
-        return {"per_process_percent": [percent], "saturated": percent >= SATURATED_PERCENT}
+            return {"per_process_percent": [], "saturated": False} | growth
+        return {"per_process_percent": [percent], "saturated": percent >= SATURATED_PERCENT} | growth
 
     def server_summary(self) -> dict | None:
         if not self.server_pid or "end" not in self.marks:
             return None
         rss, pss, processes = self.marks["end"][3] or (None, None, None)
+        before = self.server_before[1] if self.server_before else None
         return {"pid": self.server_pid, "processes": processes, "cpu_percent": self._percent(2),
-                "rss_mb": rss, "pss_mb": pss}
+                "rss_mb": rss, "pss_mb": pss, "pss_mb_before": before}
 
     def _percent(self, field: int) -> float | None:
         if "start" not in self.marks or "end" not in self.marks:
@@ -84,6 +92,13 @@ class CpuProbe:
             except psutil.Error:
                 pass
         return round(rss / 2**20, 1), round(pss / 2**20, 1), len(processes)
+
+
+def _own_rss() -> int:
+    try:
+        return psutil.Process().memory_info().rss
+    except psutil.Error:
+        return 0
 
 
 def judge_bottleneck(result: dict) -> None:

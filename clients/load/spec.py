@@ -21,7 +21,9 @@ from echoclients.load.payload import EXPECTS, PAYLOADS
 PROXY_VERSIONS = ("v1", "v2")
 
 ENGINES = ("epoll", "blocking")
-DEFAULT_TIME_CAP = 3600.0  # --requests without --duration still stops by itself
+DEFAULT_TIME_CAP = 3600.0
+PORTS_PER_SOURCE = 10_000  # per local address: well under its ~28k ephemeral ports, where connect() stays quick
+MAX_SOURCES = 250  # --requests without --duration still stops by itself
 
 
 class SpecError(ValueError):
@@ -70,6 +72,10 @@ class LoadSpec:
                                   "1).")
     reconnect: bool = option(False, "Replace a connection the server closes or resets, and go on measuring (faults "
                                     "are still counted, and exit status 1).")
+    # Many connections (docs/c100k.md): how fast to open them, and from which local addresses.
+    connect_rate: float = option(0.0, "Open at most this many connections a second, in total (0: all at once).")
+    source_addresses: int = option(0, "Connect from 127.0.0.2, .3, ... (loopback targets; 0: one per 10,000 "
+                                      "connections).")
 
     def __post_init__(self) -> None:
         _check(self.port, 1, 65535, "port")
@@ -109,6 +115,23 @@ class LoadSpec:
         if self.send_proxy not in ("", *PROXY_VERSIONS):
             raise SpecError("send-proxy", f"choose one of {', '.join(PROXY_VERSIONS)}")
         self._check_tls()
+        _check(self.connect_rate, 0, 10**7, "connect-rate")
+        _check(self.source_addresses, 0, MAX_SOURCES, "source-addresses")
+
+    def sources(self, family: int, sockaddr: tuple) -> list[str] | None:
+        """Local addresses to spread the connections over, or ``None`` to let the kernel choose.
+
+        One source address reaches one destination from ~28k ephemeral ports
+        (32768-60999 here); past that, connects fail with EADDRNOTAVAIL. On
+        loopback every 127.x.y.z is local, so more addresses are free to take.
+        """
+        loopback = family == socket.AF_INET and sockaddr[0].startswith("127.")
+        if self.source_addresses and not loopback:
+            raise SpecError("source-addresses", "only works against a 127.0.0.0/8 (IPv4 loopback) target")
+        count = self.source_addresses or (-(-self.clients // PORTS_PER_SOURCE) if loopback else 1)
+        if count <= 1 and not self.source_addresses:
+            return None
+        return [f"127.0.{(n + 2) // 256}.{(n + 2) % 256}" for n in range(count)]
 
     def _check_tls(self) -> None:
         for name, given in (("tls-ca", self.tls_ca), ("tls-insecure", self.tls_insecure)):

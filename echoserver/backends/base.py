@@ -18,6 +18,7 @@ from typing import Callable, ClassVar
 
 from echoserver.config import ServerConfig
 from echoserver.observability.stats import Stats
+from echoserver.net.limits import open_file_limit
 from echoserver.net.tls import server_context
 
 log = logging.getLogger("echoserver")
@@ -113,7 +114,8 @@ class Backend(ABC):
             self.stats.error("accept_" + errno.errorcode.get(exc.errno, "error").lower())
             if not self._starved:
                 self._starved = True
-                log.warning("accept() failed: %s; pausing new connections until descriptors free up", exc.strerror)
+                log.warning("accept() failed: %s (this process may hold %d descriptors); pausing new connections "
+                            "until some free up: add --workers or raise the hard limit", exc.strerror, open_file_limit())
             return 0.1
         log.debug("accept() failed: %s", exc)  # e.g. ECONNABORTED: the client left the backlog first
         return 0.0

@@ -63,6 +63,10 @@ class EchoProtocol(asyncio.Protocol):
     def connection_made(self, transport: asyncio.Transport) -> None:
         self.transport = transport
         transport.set_write_buffer_limits(high=self.server.config.write_buffer_limit)
+        if hasattr(transport, "max_size"):  # asyncio's recv size (uvloop reads into a buffer of its own)
+            # 256 KiB by default: above glibc's initial mmap threshold, so every read of a fresh
+            # server was an mmap+mremap+munmap (4x the CPU per message until a big free raised it).
+            transport.max_size = self.server.config.buffer_size
         self.server.stats.opened(self)
         self.server.connections[self] = None
         if self.server.banner:
