@@ -191,7 +191,7 @@ def _add_timelines(timelines: list) -> dict | None:
             "msgs_per_s": [round(sum(s[i] for s in series if i < len(s)), 1) for i in range(length)]}
 
 
-def _add_histograms(encoded: Iterable[str]) -> str:
+def _add_histograms(encoded: Iterable[str | None]) -> str:
     total = new_histogram()
     for item in encoded:
         if item:
