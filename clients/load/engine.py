@@ -71,7 +71,7 @@ class EpollWorker(Connecting):
         self.failures = 0  # connections dropped so far: an open loop's list of live ones is stale when it moves
         rate = spec.connect_rate * len(self.conns) / spec.clients if spec.connect_rate else 0
         self.connect_interval_ns = int(1e9 / rate) if rate else 0
-        self.sources: list[str | None] = list(sources or [None])  # local addresses to connect from, in turn
+        self.sources: list[str | None] = [*sources] if sources else [None]  # local addresses to connect from, in turn
 
     # -- lifetime ----------------------------------------------------------------
 
