@@ -163,7 +163,7 @@ def healthcheck(**env: str):
 
 
 def test_healthcheck_reads_healthz_on_the_metrics_port(start_server):
-    from test_observability import metrics_url, scrape
+    from support import metrics_url, scrape
 
     server = start_server("--backend", "asyncio", "--metrics-port", "0")
     metrics_port = int(metrics_url(server).rpartition(":")[2])

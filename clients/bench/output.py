@@ -168,14 +168,16 @@ def footnotes(rows: list[dict]) -> list[str]:
 
 def write_summary_csv(rows: list[dict], path: Path) -> None:
     """One line per run label: every metric as median, min and max."""
-    fields = ["label", "backend", "repeats", "measured", "clients", "size", "duration_s"]
+    fields = ["label", "backend", "server_python", "server_gil", "repeats", "measured", "clients", "size", "duration_s"]
     fields += [f"{name}_{stat}" for name in METRICS for stat in ("median", "min", "max")]
     fields += ["served", "connections", "client_bound_runs", "errors", "mismatches", "failed"]
     with path.open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=fields)
         writer.writeheader()
         for r in rows:
-            line = {key: r.get(key) for key in fields[:7]}
+            line = {key: r.get(key) for key in fields[:9]}
+            python = r.get("server_python") or {}
+            line.update(server_python=python.get("version"), server_gil=python.get("gil"))
             for name in METRICS:
                 figure = r["metrics"].get(name) or {}
                 line.update({f"{name}_{stat}": figure.get(stat) for stat in ("median", "min", "max")})
