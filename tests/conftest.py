@@ -98,7 +98,7 @@ def server(backend) -> Iterator[ServerProcess]:
     Only for tests that leave it as they found it (connect, echo, disconnect); a test that
     signals, limits or counts on its server starts its own with ``start_server``.
     """
-    with ServerProcess("--backend", backend, "--grace", "3") as shared:
+    with ServerProcess("--backend", backend, "--grace", "3", python=SERVER_PYTHON or None) as shared:
         yield shared
 
 
