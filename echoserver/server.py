@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import sys
 import threading
 from typing import Callable, Iterator
 
 from echoserver import backends
 from echoserver.config import ServerConfig
 from echoserver.net.listener import bind_listeners, remove_files, unix_paths
-from echoserver.observability.ready import ready_line
+from echoserver.observability.ready import announce
 from echoserver.observability.reporting import reporting
 from echoserver.observability.stats import empty
 
@@ -51,7 +50,7 @@ def serve(config: ServerConfig, *, on_ready: Callable[[tuple], None] | None = No
     def ready() -> None:
         accepting.set()
         for address in addresses:
-            print(ready_line(address, config.backend), file=sys.stderr, flush=True)
+            announce(address, config.backend)
         if on_ready:
             on_ready(addresses[0])
 

@@ -110,9 +110,8 @@ def test_stats_line_and_json_logs(backend, start_server) -> None:
         assert recv_exactly(sock, 7) == b"counted"
     assert wait_for(lambda: '"logger": "echoserver.stats"' in server.stderr)
     assert server.stop() == 0
-    lines = server.stderr.splitlines()
-    assert lines[0].startswith("listening on ")  # the ready line stays plain, for whoever waits for it
-    records = [json.loads(line) for line in lines[1:]]
+    records = [json.loads(line) for line in server.stderr.splitlines()]  # every line, the ready line too
+    assert records[0]["message"].startswith("listening on ") and records[0]["backend"] == backend
     stats = [r for r in records if r["logger"] == "echoserver.stats"]
     assert {"conn_per_s", "msgs_per_s", "mb_in_per_s", "mb_out_per_s", "active"} <= set(stats[0])
     assert any(r["msgs_per_s"] > 0 for r in stats) or stats[-1]["active"] == 0

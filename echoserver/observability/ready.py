@@ -7,14 +7,33 @@ writer and the parser from drifting apart.
 
 from __future__ import annotations
 
+import logging
 import re
+import sys
 
 from echoserver.net.listener import format_address
+from echoserver.observability.logs import JsonFormatter
 
 
 def ready_line(address: tuple, backend: str) -> str:
     """The one line a supervisor, a test or a person waits for on stderr."""
     return f"listening on {format_address(address)} backend={backend}"
+
+
+def announce(address: tuple, backend: str, **extra: object) -> None:
+    """Print the ready line on stderr, flushed: as text, or as one JSON object under ``--log-format json``.
+
+    Printed, not logged: it must appear whatever ``--log-level`` says. Extra
+    fields (``workers=2``) follow the text line, or are fields of the object.
+    """
+    line = " ".join([ready_line(address, backend), *(f"{key}={value}" for key, value in extra.items())])
+    formatter = next((handler.formatter for handler in logging.getLogger().handlers
+                      if isinstance(handler.formatter, JsonFormatter)), None)
+    if formatter is not None:
+        record = logging.LogRecord("echoserver", logging.INFO, __file__, 0, line, None, None)
+        record.__dict__.update({"address": format_address(address), "backend": backend, **extra})
+        line = formatter.format(record)
+    print(line, file=sys.stderr, flush=True)
 
 
 _READY = re.compile(r"listening on (?:unix:(?P<path>\S+)|\[?(?P<host>[^\]\s]+?)\]?:(?P<port>\d+)) "
