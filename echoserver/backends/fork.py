@@ -67,8 +67,7 @@ class ForkPerConnectionBackend(BlockingBackend):
         signal.signal(signal.SIGCHLD, lambda signum, frame: self.wake())
 
     def dispatch(self, connection: BlockingConnection) -> None:
-        with self._lock:
-            self.connections.discard(connection)  # the child serves it; the parent counts PIDs
+        self.state.closed(connection)  # the child serves it; the parent counts PIDs
         parent, row = os.getpid(), self._free_rows.pop()
         self.stats.count("accepted")
         pid = os.fork()
