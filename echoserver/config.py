@@ -7,6 +7,7 @@ one-line usage error, the Python API lets it propagate.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 from dataclasses import dataclass
 
 HANDLERS = ("echo", "upper", "line")
@@ -60,6 +61,11 @@ class ServerConfig:
     tls_key: str = ""
     tls_client_ca: str = ""  # set: clients must present a certificate signed by this CA (mutual TLS)
     proxy_protocol: str = "off"
+    # Peers allowed to send a PROXY header (CIDR networks, or "*" for any); a header
+    # from anyone else closes the connection. Unix-socket peers are local, so trusted.
+    proxy_trusted: tuple[str, ...] = ("127.0.0.0/8", "::1/128")
+    header_timeout: float = 5.0  # seconds, in all, for the PROXY header to arrive
+    tls_handshake_timeout: float = 10.0  # seconds, in all, for the TLS handshake
     banner: str = ""  # sent once on connect; {hostname} and {backend} are filled in
     # Fault injection, for testing the clients and proxies in front of the server. Off by default.
     delay: tuple[float, float] = (0.0, 0.0)  # milliseconds before each reply, and +/- jitter
@@ -98,6 +104,9 @@ class ServerConfig:
             raise ConfigError("tls_client_ca", "mutual TLS needs --tls-cert and --tls-key too")
         if self.proxy_protocol not in PROXY_MODES:
             raise ConfigError("proxy_protocol", f"choose one of {', '.join(PROXY_MODES)}")
+        object.__setattr__(self, "proxy_trusted", parse_networks(self.proxy_trusted))
+        _check(self.header_timeout, 0.001, 3600, "header_timeout")
+        _check(self.tls_handshake_timeout, 0.001, 3600, "tls_handshake_timeout")
         object.__setattr__(self, "delay", tuple(self.delay))
         if len(self.delay) != 2 or not 0 <= self.delay[1] <= self.delay[0] <= 3_600_000:
             raise ConfigError("delay", f"MS[:JITTER] with 0 <= JITTER <= MS, got {self.delay}")
@@ -141,10 +150,26 @@ def parse_bind(spec: str) -> tuple:
             raise ConfigError("bind", f"{spec!r} names no path; write unix:/path/to/echo.sock")
         return ("unix", path)
     host, sep, port = spec.rpartition(":")
-    if not sep or not port.isdigit() or not host:
+    if not sep or not (port.isascii() and port.isdigit()) or not host:
         raise ConfigError("bind", f"{spec!r} is not HOST:PORT, [IPV6]:PORT or unix:PATH")
     _check(int(port), 0, 65535, "bind")
     return ("tcp", host.strip("[]"), int(port))
+
+
+def parse_networks(value: str | tuple[str, ...]) -> tuple[str, ...]:
+    """``"10.0.0.0/8,::1"`` (or a tuple of such) -> normalised CIDR strings; ``*`` stands for any peer."""
+    items = value.split(",") if isinstance(value, str) else value
+    networks = []
+    for item in (item.strip() for item in items):
+        if item == "*":
+            networks.append(item)
+            continue
+        try:
+            networks.append(str(ipaddress.ip_network(item)))
+        except ValueError as exc:
+            raise ConfigError("proxy_trusted", f"{item!r} is not an address or a network ({exc}); "
+                                               "write e.g. 10.0.0.0/8,::1 or *") from None
+    return tuple(networks)
 
 
 def _check(value: float, low: float, high: float, option: str) -> None:

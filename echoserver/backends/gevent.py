@@ -54,3 +54,11 @@ class GeventBackend(BlockingBackend):
     def wait_readable(self, socks: list, timeout: float | None) -> list:
         return gevent.select.select(socks, [], [], timeout)[0]
 
+    def wait_socket(self, sock: object, writable: bool, timeout: float) -> bool:
+        wait = gevent.socket.wait_write if writable else gevent.socket.wait_read
+        try:
+            wait(sock.fileno(), timeout)
+        except socket.timeout:
+            return False
+        return True
+

@@ -123,6 +123,13 @@ def _list_backends(ctx: click.Context, param: click.Parameter, value: bool) -> N
               help="Require client certificates signed by this CA (mutual TLS).")
 @click.option("--proxy-protocol", type=click.Choice(["off", "optional", "required"]), default="off", show_envvar=True,
               help="Read the PROXY protocol v1/v2 header a load balancer prepends; optional: plain clients too.")
+@click.option("--proxy-trusted", default=",".join(DEFAULTS.proxy_trusted), show_envvar=True, metavar="CIDR,...",
+              help="Peers allowed to send a PROXY header (* for any); a header from any other peer closes "
+                   "the connection, and with required so does its lack.")
+@click.option("--header-timeout", type=float, default=DEFAULTS.header_timeout, show_envvar=True, metavar="S",
+              help="Seconds, in all, a peer gets to send its PROXY header (independent of --idle-timeout).")
+@click.option("--tls-handshake-timeout", type=float, default=DEFAULTS.tls_handshake_timeout, show_envvar=True,
+              metavar="S", help="Seconds, in all, a peer gets to complete the TLS handshake.")
 @click.option("--banner", default="", show_envvar=True, metavar="TEXT",
               help="A line sent once on connect; {hostname} and {backend} are filled in. Off by default.")
 @click.option("--delay", type=Delay(), default="0", show_envvar=True,

@@ -30,13 +30,11 @@ class Handler:
     the handler wants the connection closed once the reply is sent.
     """
 
-    __slots__ = ("cpu_work", "closing", "error")
-    proxy_version = None  # see ProxyGate
+    __slots__ = ("cpu_work", "closing")
 
     def __init__(self, cpu_work: int = 0) -> None:
         self.cpu_work = cpu_work
         self.closing = False
-        self.error: str | None = None  # why the handler closes, when it is the peer's fault
 
     def feed(self, data: bytes) -> tuple[bytes, int]:
         if self.cpu_work:
@@ -88,13 +86,20 @@ class LineHandler(Handler):
         lines = complete.count(b"\n")
         longest_possible = max(len(self.pending), _longest_line(complete) if lines else 0)
         if longest_possible > self.max_line:
+            # The lines before the first too long one are whole and valid: they are echoed.
             self.closing = True
             self.pending.clear()
-            return f"ERROR line longer than {self.max_line} bytes\n".encode(), 1
+            complete = _lines_within(complete, self.max_line)
+            lines = complete.count(b"\n")
+            self._burn(lines)
+            return complete + f"ERROR line longer than {self.max_line} bytes\n".encode(), lines + 1
+        self._burn(lines)
+        return complete, lines
+
+    def _burn(self, lines: int) -> None:
         if self.cpu_work:
             for _ in range(lines):
                 burn_cpu(self.cpu_work)
-        return complete, lines
 
     def eof(self) -> bytes:
         tail = bytes(self.pending)
@@ -102,52 +107,16 @@ class LineHandler(Handler):
         return tail
 
 
+def _lines_within(block: bytes, limit: int) -> bytes:
+    """The leading whole lines of ``block`` up to (not including) the first longer than ``limit``."""
+    start = 0
+    while (newline := block.find(b"\n", start)) >= 0 and newline + 1 - start <= limit:
+        start = newline + 1
+    return block[:start]
+
+
 def _longest_line(block: bytes) -> int:
     return max(len(line) + 1 for line in block.split(b"\n")[:-1])
-
-
-class ProxyGate:
-    """Reads the PROXY protocol header a load balancer prepends, then hands the rest to ``inner``.
-
-    A malformed header (or none, with ``--proxy-protocol required``) closes the
-    connection with no reply; ``error`` says why, for the log.
-    """
-
-    __slots__ = ("inner", "reader", "error", "proxy_version", "source", "_closing")
-
-    def __init__(self, inner: Handler, mode: str) -> None:
-        from echoserver.sansio.proxy_protocol import ProxyHeaderReader
-
-        self.inner = inner
-        self.reader = ProxyHeaderReader(mode)
-        self.error: str | None = None
-        self.proxy_version: int | None = None
-        self.source: tuple | None = None  # the real client, as the load balancer saw it
-        self._closing = False
-
-    @property
-    def closing(self) -> bool:
-        return self._closing or self.inner.closing
-
-    def feed(self, data: bytes) -> tuple[bytes, int]:
-        if self.reader is not None:
-            from echoserver.sansio.proxy_protocol import ProxyProtocolError
-
-            try:
-                payload = self.reader.feed(bytes(data))
-            except ProxyProtocolError as exc:
-                self.error, self._closing, self.reader = f"bad PROXY header: {exc}", True, None
-                return b"", 0
-            if payload is None:
-                return b"", 0
-            self.proxy_version, self.source, self.reader = self.reader.version, self.reader.source, None
-            if not payload:
-                return b"", 0
-            data = payload
-        return self.inner.feed(data)
-
-    def eof(self) -> bytes:
-        return b"" if self.reader is not None else self.inner.eof()
 
 
 # Plain echo keeps no state (it never closes, never errs): one instance serves
@@ -165,6 +134,4 @@ def make_handler(config: ServerConfig) -> Handler:
         handler = EchoHandler(config.cpu_work)
     else:
         handler = PLAIN_ECHO
-    if config.proxy_protocol != "off":
-        return ProxyGate(handler, config.proxy_protocol)
     return handler
