@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 HANDLERS = ("echo", "upper", "line")
 PROXY_MODES = ("off", "optional", "required")
@@ -16,6 +17,16 @@ PROXY_MODES = ("off", "optional", "required")
 KiB = 1024
 MiB = 1024 * KiB
 MAX_WORKERS = 1024
+
+
+def option(default: Any, help: str, **click: Any) -> Any:
+    """A config field that is also a command-line option: its default and help, written once.
+
+    ``click`` holds what the annotation cannot say (``flags``, ``metavar``, ``choices``, ``type``,
+    ``show_default``, ``cli_default``); echoserver/cli/options.py turns the field into ``--its-name``. Plain
+    ``field(default=..., metadata={"help": ...})`` works the same way.
+    """
+    return field(default=default, metadata={"help": help, **click})
 
 
 class ConfigError(ValueError):
@@ -32,51 +43,72 @@ class ServerConfig:
     """Everything a server needs to know, whichever backend runs it.
 
     Field names are the CLI option names (``pool_size`` is ``--pool-size`` and
-    ``ECHOSERVER_POOL_SIZE``), so an error about a field reads the same everywhere.
+    ``ECHOSERVER_POOL_SIZE``), so an error about a field reads the same everywhere; each
+    field's default and help text are the CLI's too (echoserver/cli/options.py).
     """
 
-    backend: str = "asyncio"
-    host: str = "127.0.0.1"
-    port: int = 8080
-    # Several listeners, served by one backend instance: "HOST:PORT", "[::1]:PORT" or
-    # "unix:/path.sock". Empty: just --host and --port.
-    bind: tuple[str, ...] = ()
-    handler: str = "echo"
-    max_line: int = 64 * KiB
-    cpu_work: int = 0
-    io_delay: float = 0.0  # milliseconds
-    pool_size: int = 64
-    max_children: int = 256
-    max_connections: int = 0  # 0: unlimited
-    idle_timeout: float = 0.0  # seconds, 0: never
-    grace: float = 10.0  # seconds given to connections to finish on shutdown
-    backlog: int = 1024
-    buffer_size: int = 64 * KiB
-    # How much reply data a connection may have queued but unsent before the server
-    # stops reading from it: the bound that keeps a client that never reads from
-    # making the server buffer without limit.
-    write_buffer_limit: int = 1 * MiB
-    # What deployments ask of an echo server: TLS, the PROXY protocol, a banner.
-    tls_cert: str = ""
-    tls_key: str = ""
-    tls_client_ca: str = ""  # set: clients must present a certificate signed by this CA (mutual TLS)
-    proxy_protocol: str = "off"
-    # Peers allowed to send a PROXY header (CIDR networks, or "*" for any); a header
-    # from anyone else closes the connection. Unix-socket peers are local, so trusted.
-    proxy_trusted: tuple[str, ...] = ("127.0.0.0/8", "::1/128")
-    header_timeout: float = 5.0  # seconds, in all, for the PROXY header to arrive
-    tls_handshake_timeout: float = 10.0  # seconds, in all, for the TLS handshake
-    banner: str = ""  # sent once on connect; {hostname} and {backend} are filled in
-    # Fault injection, for testing the clients and proxies in front of the server. Off by default.
-    delay: tuple[float, float] = (0.0, 0.0)  # milliseconds before each reply, and +/- jitter
-    reset_probability: float = 0.0  # per reply: abort the connection with an RST instead
-    trickle: int = 0  # bytes per second at which replies are written (0: at once)
-    max_bytes_per_connection: int = 0  # echo this many bytes, then close (0: no limit)
-    metrics_port: int | None = None  # None: no metrics endpoint; 0: any free port
-    metrics_host: str = "127.0.0.1"
-    stats_interval: float = 0.0  # seconds between stats log lines, 0: none
+    backend: str = option("asyncio", "Concurrency model: {backends} (see --list-backends).",
+                          flags=("-b",), metavar="NAME")
+    host: str = option("127.0.0.1", "Address to listen on; 0.0.0.0 or :: exposes the server to the network.")
+    port: int = option(8080, "TCP port; 0 picks a free one (the ready line tells which).", flags=("-p",))
+    # Several listeners, served by one backend instance. Empty: just --host and --port.
+    bind: tuple[str, ...] = option((), "Listen here instead of --host/--port; repeatable: HOST:PORT, [IPV6]:PORT, "
+                                       "unix:/PATH.sock (ECHOSERVER_BIND: space-separated).", metavar="ADDRESS")
+    handler: str = option("echo", "echo: every byte back; upper: ASCII upper-cased; line: whole newline-terminated "
+                                  "lines.", choices=HANDLERS)
+    max_line: int = option(64 * KiB, "Longest line the line handler accepts (newline included); longer gets an error "
+                                     "and a close.", type="size")
+    cpu_work: int = option(0, "Pure-Python iterations per message, holding the GIL: makes CPU-bound work visible.",
+                           metavar="N")
+    io_delay: float = option(0.0, "Simulated IO wait per message, in milliseconds, slept the backend's own way.",
+                             metavar="MS")
+    pool_size: int = option(64, "threadpool: worker threads; connections beyond them wait their turn.")
+    max_children: int = option(256, "fork: most connection processes alive at once; more wait in the backlog.")
+    max_connections: int = option(0, "Most connections served at once (0: no limit); more wait in the listen "
+                                     "backlog.", metavar="N")
+    idle_timeout: float = option(0.0, "Close a connection that makes no progress for S seconds (0: never).",
+                                 metavar="S")
+    grace: float = option(10.0, "On SIGTERM/SIGINT, how long connected clients get to finish before being cut.",
+                          metavar="S")
+    backlog: int = option(1024, "Listen backlog: connections the kernel queues before the server accepts them.")
+    buffer_size: int = option(64 * KiB, "Bytes read from a connection at a time.", type="size")
+    # The bound that keeps a client that never reads from making the server buffer without limit.
+    write_buffer_limit: int = option(1 * MiB, "Unsent reply bytes per connection before the server stops reading "
+                                              "from it.", type="size")
     # Accepting processes (1: no supervisor); each runs the backend on the one shared listener.
-    workers: int = 1
+    workers: int = option(1, "Processes accepting on the one listening socket, each running the backend, under a "
+                             "supervisor that restarts them; auto: one per available CPU. With fork: N accepting "
+                             "processes that each fork per connection.", type="workers")
+    # What deployments ask of an echo server: TLS, the PROXY protocol, a banner.
+    tls_cert: str = option("", "Serve TLS with this certificate (PEM).", metavar="FILE")
+    tls_key: str = option("", "The certificate's private key (PEM).", metavar="FILE")
+    tls_client_ca: str = option("", "Require client certificates signed by this CA (mutual TLS).", metavar="FILE")
+    proxy_protocol: str = option("off", "Read the PROXY protocol v1/v2 header a load balancer prepends; optional: "
+                                        "plain clients too.", choices=PROXY_MODES)
+    proxy_trusted: tuple[str, ...] = option(
+        ("127.0.0.0/8", "::1/128"), "Peers allowed to send a PROXY header: CIDR networks or addresses, comma-"
+        "separated or repeated (* for any). A header from any other peer closes the connection, and so does its "
+        "lack under required. Unix-socket peers are local: trusted.", metavar="CIDR,...")
+    header_timeout: float = option(5.0, "Seconds, in all, a peer gets to send its PROXY header (independent of "
+                                        "--idle-timeout).", metavar="S")
+    tls_handshake_timeout: float = option(10.0, "Seconds, in all, a peer gets to complete the TLS handshake.",
+                                          metavar="S")
+    banner: str = option("", "A line sent once on connect; {hostname} and {backend} are filled in. Off by "
+                             "default.", metavar="TEXT")
+    # Fault injection, for testing the clients and proxies in front of the server. Off by default.
+    delay: tuple[float, float] = option((0.0, 0.0), "Fault injection: wait MS (+/- JITTER) milliseconds before each "
+                                                    "reply.", type="delay", cli_default="0")
+    reset_probability: float = option(0.0, "Fault injection: abort the connection with an RST instead of replying, "
+                                           "with probability P.", metavar="P")
+    trickle: int = option(0, "Fault injection: write replies at this many bytes per second.", type="size",
+                          metavar="BYTES_PER_S")
+    max_bytes_per_connection: int = option(0, "Fault injection: echo N bytes, then close the connection.",
+                                           type="size", metavar="N")
+    metrics_port: int | None = option(None, "Serve Prometheus metrics at /metrics and a health check at /healthz "
+                                            "(0: any free port).", metavar="PORT")
+    metrics_host: str = option("127.0.0.1", "Address of the metrics endpoint.")
+    stats_interval: float = option(0.0, "Log connection, message and byte rates every S seconds (0: never).",
+                                   metavar="S")
 
     def __post_init__(self) -> None:
         _check(self.port, 0, 65535, "port")
@@ -138,7 +170,7 @@ class ServerConfig:
         """Whether replies take the slow path (a wait, a fault) rather than going straight back."""
         return bool(self.io_delay) or self.faults
 
-    def replace(self, **changes: object) -> "ServerConfig":
+    def replace(self, **changes: Any) -> "ServerConfig":
         return dataclasses.replace(self, **changes)
 
 
@@ -157,10 +189,10 @@ def parse_bind(spec: str) -> tuple:
 
 
 def parse_networks(value: str | tuple[str, ...]) -> tuple[str, ...]:
-    """``"10.0.0.0/8,::1"`` (or a tuple of such) -> normalised CIDR strings; ``*`` stands for any peer."""
-    items = value.split(",") if isinstance(value, str) else value
+    """``"10.0.0.0/8,::1"`` (or several such) -> normalised CIDR strings; ``*`` stands for any peer."""
+    items = [item.strip() for part in ([value] if isinstance(value, str) else value) for item in part.split(",")]
     networks = []
-    for item in (item.strip() for item in items):
+    for item in filter(None, items):
         if item == "*":
             networks.append(item)
             continue

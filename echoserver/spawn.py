@@ -37,6 +37,7 @@ class ServerProcess:
 
     @property
     def pid(self) -> int:
+        assert self.proc is not None, "start() the server first"
         return self.proc.pid
 
     @property
@@ -55,6 +56,7 @@ class ServerProcess:
         return self
 
     def _read_stderr(self) -> None:
+        assert self.proc is not None and self.proc.stderr is not None
         for line in self.proc.stderr:
             self.lines.append(line)
             if not self._ready.is_set():

@@ -376,7 +376,7 @@ def test_arbitrary_input_yields_a_decision_or_a_protocol_error(stream, cuts, mod
 def outcome(chunks: list[bytes], mode: str) -> tuple:
     """Everything the reader decides for a stream cut into ``chunks``: the fields and the bytes after the
     header, or the error; ("undecided",) if the bytes never sufficed."""
-    reader, fed = ProxyHeaderReader(mode), b""
+    reader = ProxyHeaderReader(mode)
     try:
         for i, chunk in enumerate(chunks):
             payload = reader.feed(chunk)

@@ -20,11 +20,11 @@ import sys
 
 import click
 
+from echoserver.cli.options import config_options, config_values
 from echoserver.cli.usage import run_click
 
 from echoclients.load import results
-from echoclients.load.spec import ENGINES, PROXY_VERSIONS, LoadSpec, SpecError
-from echoclients.load.payload import EXPECTS, PAYLOADS
+from echoclients.load.spec import LoadSpec, SpecError
 from echoclients.load.progress import ProgressLine
 from echoclients.load.report import format_summary
 
@@ -32,41 +32,12 @@ CONTEXT = {"help_option_names": ["-h", "--help"], "show_default": True, "max_con
 
 
 @click.command(context_settings=CONTEXT, help=__doc__)
-@click.option("--host", default="127.0.0.1", help="Server address (name, IPv4 or IPv6).")
-@click.option("-p", "--port", type=int, default=8080)
-@click.option("-c", "--clients", type=int, default=20, help="Concurrent connections.")
-@click.option("-t", "--threads", type=int, default=0,
-              help="Worker threads in all, each multiplexing its share of the connections (0: one per usable CPU).")
-@click.option("--processes", type=int, default=1, help="Spread the threads over this many processes (GILs).")
-@click.option("-d", "--duration", type=float, default=None, help="Seconds measured  [default: 10]")
-@click.option("-n", "--requests", type=int, default=0, help="Stop after this many replies instead (0: use --duration).")
-@click.option("--warmup", type=float, default=None, help="Seconds run but not counted  [default: 1, 0 with --requests]")
-@click.option("-s", "--size", type=int, default=64, help="Bytes per message.")
-@click.option("--payload", type=click.Choice(PAYLOADS), default="random",
-              help="ascii: letters and digits, each message ending in a newline (works with --handler line).")
-@click.option("--pipeline", type=int, default=1, help="Messages in flight per connection (closed loop).")
-@click.option("--rate", type=float, default=0.0, help="Open loop: messages/s in total, latency from intended send times.")
-@click.option("--connect-timeout", type=float, default=5.0, help="Seconds a connect may take.")
-@click.option("--timeout", type=float, default=10.0, help="Seconds a reply may take before it counts as an error.")
-@click.option("--expect", type=click.Choice(EXPECTS), default="echo", help="What the server sends back.")
-@click.option("--engine", type=click.Choice(ENGINES), default="epoll",
-              help="blocking: the tutorial client, one blocking thread per connection.")
-@click.option("--backend", default="", help="Label the result with the server's backend name.")
-@click.option("--server-pid", type=int, default=0, help="Sample this local server's CPU and memory over the window.")
-@click.option("--seed", type=int, default=None, help="Seed the payload (default: random).")
-@click.option("--tls", is_flag=True, help="Speak TLS; connect_us then includes the handshake.")
-@click.option("--tls-ca", default="", metavar="FILE", show_default=False,
-              help="Verify the server against this CA  [default: the system store]")
-@click.option("--tls-insecure", is_flag=True, help="Do not verify the server's certificate (self-signed servers).")
-@click.option("--send-proxy", type=click.Choice(PROXY_VERSIONS), default=None,
-              help="Send a PROXY protocol header first (source: this connection, destination: the server).")
-@click.option("--banner-lines", type=int, default=0,
-              help="Read and drop this many lines the server sends on connect (echoserver --banner: 1).")
+@config_options(LoadSpec)
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress line.")
-def command(as_json: bool, quiet: bool, send_proxy: str | None, **options: object) -> int:
+def command(as_json: bool, quiet: bool, **options: object) -> int:
     try:
-        spec = LoadSpec(send_proxy=send_proxy or "", **options)
+        spec = LoadSpec(**config_values(LoadSpec, options))
         spec.resolve()
     except SpecError as exc:
         raise click.UsageError(str(exc)) from None

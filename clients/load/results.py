@@ -12,6 +12,7 @@ from __future__ import annotations
 import statistics
 from array import array
 from collections import Counter
+from collections.abc import Iterable
 
 from hdrh.histogram import HdrHistogram
 
@@ -147,7 +148,7 @@ def _same(results: list[dict], key: str):
     return results[0].get(key) if len(values) == 1 else None
 
 
-def _add_histograms(encoded: object) -> str:
+def _add_histograms(encoded: Iterable[str]) -> str:
     total = new_histogram()
     for item in encoded:
         if item:

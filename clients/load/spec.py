@@ -12,6 +12,9 @@ import os
 import socket
 import ssl
 from dataclasses import dataclass
+from typing import Any
+
+from echoserver.config import option
 
 from echoclients.load.payload import EXPECTS, PAYLOADS
 
@@ -31,31 +34,39 @@ class SpecError(ValueError):
 
 @dataclass(frozen=True)
 class LoadSpec:
-    host: str = "127.0.0.1"
-    port: int = 8080
-    clients: int = 20
-    threads: int = 0  # 0: one per usable CPU, at most one per client
-    processes: int = 1
-    duration: float | None = None  # seconds; None: 10, or the time cap with --requests
-    requests: int = 0  # 0: run for --duration
-    warmup: float | None = None  # None: 1 s with --duration, 0 with --requests
-    size: int = 64
-    payload: str = "random"
-    pipeline: int = 1
-    rate: float = 0.0  # messages/s in total; 0: closed loop
-    connect_timeout: float = 5.0
-    timeout: float = 10.0
-    expect: str = "echo"
-    engine: str = "epoll"
-    backend: str = ""  # a label for the result; echo-load does not need to know
-    server_pid: int = 0  # when given, the server's CPU and RSS are sampled over the window
-    seed: int | None = None
+    """One load run. Each field is an ``echo-load`` option of the same name, with this default and help."""
+
+    host: str = option("127.0.0.1", "Server address (name, IPv4 or IPv6).")
+    port: int = option(8080, "", flags=("-p",))
+    clients: int = option(20, "Concurrent connections.", flags=("-c",))
+    threads: int = option(0, "Worker threads in all, each multiplexing its share of the connections (0: one per "
+                             "usable CPU).", flags=("-t",))
+    processes: int = option(1, "Spread the threads over this many processes (GILs).")
+    duration: float | None = option(None, "Seconds measured  [default: 10]", flags=("-d",))
+    requests: int = option(0, "Stop after this many replies instead (0: use --duration).", flags=("-n",))
+    warmup: float | None = option(None, "Seconds run but not counted  [default: 1, 0 with --requests]")
+    size: int = option(64, "Bytes per message.", flags=("-s",))
+    payload: str = option("random", "ascii: letters and digits, each message ending in a newline (works with "
+                                    "--handler line).", choices=PAYLOADS)
+    pipeline: int = option(1, "Messages in flight per connection (closed loop).")
+    rate: float = option(0.0, "Open loop: messages/s in total, latency from intended send times.")
+    connect_timeout: float = option(5.0, "Seconds a connect may take.")
+    timeout: float = option(10.0, "Seconds a reply may take before it counts as an error.")
+    expect: str = option("echo", "What the server sends back.", choices=EXPECTS)
+    engine: str = option("epoll", "blocking: the tutorial client, one blocking thread per connection.",
+                         choices=ENGINES)
+    backend: str = option("", "Label the result with the server's backend name.")
+    server_pid: int = option(0, "Sample this local server's CPU and memory over the window.")
+    seed: int | None = option(None, "Seed the payload (default: random).")
     # What a connection does before its first message (clients/load/opening.py).
-    tls: bool = False
-    tls_ca: str = ""  # verify the server against this CA file instead of the system store
-    tls_insecure: bool = False  # do not verify the server's certificate at all
-    send_proxy: str = ""  # "v1" or "v2": send a PROXY protocol header first
-    banner_lines: int = 0  # lines the server sends on connect, read and dropped before measuring
+    tls: bool = option(False, "Speak TLS; connect_us then includes the handshake.")
+    tls_ca: str = option("", "Verify the server against this CA  [default: the system store]", metavar="FILE",
+                         show_default=False)
+    tls_insecure: bool = option(False, "Do not verify the server's certificate (self-signed servers).")
+    send_proxy: str = option("", "Send a PROXY protocol header first (source: this connection, destination: the "
+                                 "server).", choices=PROXY_VERSIONS)
+    banner_lines: int = option(0, "Read and drop this many lines the server sends on connect (echoserver --banner: "
+                                  "1).")
 
     def __post_init__(self) -> None:
         _check(self.port, 1, 65535, "port")
@@ -88,9 +99,9 @@ class LoadSpec:
         self._check_tls()
 
     def _check_tls(self) -> None:
-        for option, given in (("tls-ca", self.tls_ca), ("tls-insecure", self.tls_insecure)):
+        for name, given in (("tls-ca", self.tls_ca), ("tls-insecure", self.tls_insecure)):
             if given and not self.tls:
-                raise SpecError(option, "only means something with --tls")
+                raise SpecError(name, "only means something with --tls")
         if self.tls_ca and self.tls_insecure:
             raise SpecError("tls-insecure", "verifies nothing, so a --tls-ca would be ignored; give one or the other")
         if self.tls_ca:
@@ -133,7 +144,7 @@ class LoadSpec:
         family, _, _, _, sockaddr = infos[0]
         return family, sockaddr
 
-    def replace(self, **changes: object) -> "LoadSpec":
+    def replace(self, **changes: Any) -> "LoadSpec":
         return dataclasses.replace(self, **changes)
 
 

@@ -16,10 +16,10 @@ import signal
 import socket
 import time
 from abc import abstractmethod
-from typing import Callable
+from typing import Any, Callable
 
 from echoserver.backends.base import Backend
-from echoserver.backends.state import ServerState
+from echoserver.backends.state import ServerState, poll_socket
 from echoserver.backends.stream import BlockingConnection
 from echoserver.config import ServerConfig
 from echoserver.observability.stats import Stats
@@ -61,14 +61,9 @@ class BlockingBackend(Backend):
     def wait_readable(self, socks: list, timeout: float | None) -> list:
         return select.select(socks, [], [], timeout)[0]
 
-    def wait_socket(self, sock: object, writable: bool, timeout: float) -> bool:
-        """Wait until one connection's socket is readable (or writable); False on timeout.
-
-        ``poll``, not ``select``: a connection's descriptor may be above 1023.
-        """
-        poller = select.poll()
-        poller.register(sock.fileno(), select.POLLOUT if writable else select.POLLIN)
-        return bool(poller.poll(timeout * 1000))
+    def wait_socket(self, sock: Any, writable: bool, timeout: float) -> bool:
+        """Wait until one connection's socket is readable (or writable); False on timeout."""
+        return poll_socket(sock, writable, timeout)
 
     def install_signal_handlers(self) -> None:
         super().install_signal_handlers()

@@ -21,6 +21,7 @@ import os
 import socket
 import struct
 import time
+from typing import Any
 
 log = logging.getLogger("echoserver.connection")
 
@@ -52,7 +53,8 @@ def error_kind(exc: BaseException) -> str:
     """What ended a connection: a peer's doing (``reset``, ``tls``...), or ``server`` if it was ours."""
     if isinstance(exc, Refused):
         return exc.kind
-    kind = PEER_ERRNOS.get(getattr(exc, "errno", None))
+    number = getattr(exc, "errno", None)
+    kind = PEER_ERRNOS.get(number) if isinstance(number, int) else None
     if kind is None and "SSL" in type(exc).__name__:
         kind = "tls"  # a failed handshake or a broken TLS stream: the peer's, whichever ssl module raised it
     return kind or "server"
@@ -117,12 +119,12 @@ class ResetInjected(Exception):
     """``--reset-probability`` chose this reply: the connection ends with an RST."""
 
 
-def reset_connection(sock: object) -> None:
+def reset_connection(sock: Any) -> None:
     """Make the coming close an RST (SO_LINGER 0) rather than a FIN."""
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
 
 
-def shutdown_socket(sock: object, how: int) -> None:
+def shutdown_socket(sock: Any, how: int) -> None:
     """``shutdown()`` the kernel socket behind ``sock``, whatever object wraps it.
 
     It goes through a duplicate descriptor and the C-level ``_socket`` so that

@@ -115,7 +115,7 @@ class EventLoopBackend(Backend):
             try:
                 await self.loop.connect_accepted_socket(lambda: EchoProtocol(self.state, proxy), sock, ssl=self.tls,
                                                         ssl_handshake_timeout=timeout if self.tls else None)
-            except (OSError, asyncio.TimeoutError) as exc:
+            except (OSError, asyncio.TimeoutError):
                 if self.tls is not None and self.loop.time() - started >= timeout * 0.99:
                     raise Refused("tls_timeout", f"TLS handshake not done within {timeout}s") from None
                 raise
@@ -222,7 +222,12 @@ async def _readable(loop: asyncio.AbstractEventLoop, sock: socket.socket) -> Non
     """Wait until ``sock`` has something to read (or EOF), without reading it."""
     ready = loop.create_future()
     fd = sock.fileno()
-    loop.add_reader(fd, lambda: ready.done() or ready.set_result(None))
+
+    def wake() -> None:
+        if not ready.done():
+            ready.set_result(None)
+
+    loop.add_reader(fd, wake)
     try:
         await ready
     finally:

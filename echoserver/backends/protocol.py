@@ -19,7 +19,7 @@ import asyncio
 import collections
 import logging
 import socket
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from echoserver.backends.closing import LINGER_SECONDS, failure_kind, record_close, reset_connection, shutdown_socket
 from echoserver.backends.state import ServerState
@@ -47,7 +47,8 @@ class EchoProtocol(asyncio.Protocol):
         self.handler = make_handler(config)
         self.pacing = Pacing(config) if config.paced else None
         self.plain = self.handler is PLAIN_ECHO and self.pacing is None  # as in BlockingConnection._echo
-        self.transport: asyncio.Transport | None = None
+        # Set by connection_made, before any other callback can run.
+        self.transport: asyncio.Transport = None  # type: ignore[assignment]
         self.bytes_in = self.bytes_out = self.messages = 0
         self.seen_bytes_in = -1  # what the idle sweeper saw last time: unchanged means idle
         self.quiet_since = 0.0
@@ -62,8 +63,8 @@ class EchoProtocol(asyncio.Protocol):
 
     # -- transport callbacks ----------------------------------------------------
 
-    def connection_made(self, transport: asyncio.Transport) -> None:
-        self.transport = transport
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport = cast(asyncio.Transport, transport)
         transport.set_write_buffer_limits(high=self.server.config.write_buffer_limit)
         self.server.stats.opened(self)
         self.server.opened(self)
@@ -171,11 +172,12 @@ class EchoProtocol(asyncio.Protocol):
             return
         self.lingering = True
         transport.write_eof()
-        self.server.loop.call_later(LINGER_SECONDS, transport.close)
+        asyncio.get_running_loop().call_later(LINGER_SECONDS, transport.close)
 
     async def _paced_replies(self) -> None:
         """Replies in order, each after its wait (a sleep that yields to the loop) and its faults."""
         pacing, stats, transport = self.pacing, self.server.stats, self.transport
+        assert pacing is not None, "only paced connections start this task"
         try:
             finished = await self._paced_backlog(pacing, stats, transport)
         except Exception as exc:  # noqa: BLE001 - see data_received

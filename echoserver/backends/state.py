@@ -11,9 +11,10 @@ import nothing from them.
 from __future__ import annotations
 
 import asyncio
+import select
 import threading
 import time
-from typing import Callable
+from typing import Any, Callable
 
 from echoserver.config import ServerConfig
 from echoserver.observability.stats import Stats
@@ -22,6 +23,16 @@ from echoserver.sansio.proxy_protocol import TrustedSources
 
 def _nothing() -> None:
     pass
+
+
+def poll_socket(sock: Any, writable: bool, timeout: float) -> bool:
+    """Wait until ``sock`` is readable (or writable); False on timeout.
+
+    ``poll``, not ``select``: a connection's descriptor may be above 1023.
+    """
+    poller = select.poll()
+    poller.register(sock.fileno(), select.POLLOUT if writable else select.POLLIN)
+    return bool(poller.poll(timeout * 1000))
 
 
 class ServerState:
@@ -35,7 +46,7 @@ class ServerState:
 
     def __init__(self, backend: str, config: ServerConfig, stats: Stats, tls, banner: bytes, *,
                  sleep: Callable[[float], None] = time.sleep,
-                 wait_socket: Callable[[object, bool, float], bool] | None = None,
+                 wait_socket: Callable[[Any, bool, float], bool] = poll_socket,
                  on_closed: Callable[[], None] = _nothing) -> None:
         self.backend = backend
         self.config = config
@@ -75,6 +86,7 @@ class ServerState:
 
     def start_task(self, coroutine) -> asyncio.Task:
         """A task the backend will join at shutdown (event-loop backends only)."""
+        assert self.loop is not None, "an event-loop backend sets the loop before it accepts"
         task = self.loop.create_task(coroutine)
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)

@@ -12,8 +12,7 @@ import os
 import sys
 
 from echoserver import backends
-
-DEFAULT_BACKEND = "asyncio"
+from echoserver.config import ServerConfig
 
 
 def _requested_backend(args: list[str]) -> str:
@@ -22,7 +21,7 @@ def _requested_backend(args: list[str]) -> str:
             return args[i + 1]
         if arg.startswith("--backend="):
             return arg.partition("=")[2]
-    return os.environ.get("ECHOSERVER_BACKEND", DEFAULT_BACKEND)
+    return os.environ.get("ECHOSERVER_BACKEND", ServerConfig.backend)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -16,17 +16,14 @@ from __future__ import annotations
 import errno
 import logging
 import socket
-import threading
-from typing import Callable
-from wsgiref.simple_server import WSGIRequestHandler, make_server
+from typing import Any, Callable
 
 import psutil
-from prometheus_client import CollectorRegistry, make_wsgi_app
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily
-from prometheus_client.exposition import ThreadingWSGIServer
-from wsgiref.simple_server import WSGIServer
 
 from echoserver.net.listener import BindError
+from echoserver.observability.httpd import HttpEndpoint, Response
 from echoserver.observability.stats import ERROR_KINDS, FAULT_KINDS
 
 log = logging.getLogger("echoserver.metrics")
@@ -94,58 +91,56 @@ def _process_tree(pid: int) -> tuple[float, int, int]:
     return cpu, rss, count
 
 
-class _QuietHandler(WSGIRequestHandler):
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - the stdlib's name
-        log.debug("%s %s", self.address_string(), format % args)
-
-
 class MetricsServer:
-    """The HTTP endpoint: in a daemon thread (:meth:`start`), or polled by its owner's own loop.
+    """The metrics endpoint: ``/metrics``, ``/healthz``, 404 for anything else.
 
-    The supervisor of ``--workers`` polls it (``threaded=False``, then
-    :meth:`fileno` and :meth:`handle_ready`): it runs no thread, so that under
-    gevent no hub ever exists in the process that forks the workers.
+    Served by :class:`~echoserver.observability.httpd.HttpEndpoint`, so no peer can
+    stall it or its owner: in a thread of its own (:meth:`start`), or polled by the
+    ``--workers`` supervisor's loop (given ``epoll``, then :meth:`fileno` and
+    :meth:`handle_ready`), which runs no thread so that under gevent no hub ever
+    exists in the process that forks the workers.
     """
 
     def __init__(self, host: str, port: int, snapshot: Callable[[], dict], accepting: Callable[[], bool],
-                 backend: str, pid: int, threaded: bool = True) -> None:
-        registry = CollectorRegistry(auto_describe=False)
-        registry.register(EchoCollector(snapshot, backend, pid))
-        metrics_app = make_wsgi_app(registry)
+                 backend: str, pid: int, epoll: Callable[[], Any] | None = None) -> None:
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.registry.register(EchoCollector(snapshot, backend, pid))
         self.accepting = accepting
-
-        def app(environ, start_response):
-            if environ.get("PATH_INFO") == "/healthz":
-                ok = self.accepting()
-                start_response("200 OK" if ok else "503 Service Unavailable", [("Content-Type", "text/plain")])
-                return [b"ok\n" if ok else b"draining\n"]
-            return metrics_app(environ, start_response)
-
         try:
-            family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
-            base = ThreadingWSGIServer if threaded else WSGIServer
-            server_class = type("MetricsHTTPServer", (base,), {"address_family": family})
-            self.httpd = make_server(host, port, app, server_class, handler_class=_QuietHandler)
+            self.endpoint = HttpEndpoint(host, port, self.route, epoll=epoll)
+        except socket.gaierror as exc:
+            raise BindError("metrics_host", f"cannot resolve {host!r}: {exc.strerror}; "
+                                            "give an IP address or a resolvable name") from None
         except OSError as exc:
             if exc.errno == errno.EADDRINUSE:
                 raise BindError("metrics_port",
                                 f"port {port} is already in use; choose another --metrics-port") from None
-            raise BindError("metrics_port", f"cannot serve metrics on {host}:{port}: {exc}") from None
-        self.port = self.httpd.server_port
-        self._thread = threading.Thread(target=self.httpd.serve_forever, name="echo-metrics", daemon=True)
+            raise BindError("metrics_port",
+                            f"cannot serve metrics on {host}:{port}: {exc.strerror or exc}") from None
+        self.port = self.endpoint.port
+
+    def route(self, method: str, path: str) -> Response:
+        if path == "/metrics":
+            return Response("200 OK", CONTENT_TYPE_LATEST, generate_latest(self.registry))
+        if path == "/healthz":
+            ok = self.accepting()
+            return Response("200 OK" if ok else "503 Service Unavailable", "text/plain",
+                            b"ok\n" if ok else b"draining\n")
+        return Response("404 Not Found", "text/plain", b"not found: try /metrics or /healthz\n")
 
     def start(self) -> "MetricsServer":
-        self._thread.start()
+        self.endpoint.start()
         return self
 
     def fileno(self) -> int:
-        return self.httpd.fileno()
+        return self.endpoint.fileno()
+
+    def descriptors(self) -> list[int]:
+        return self.endpoint.descriptors()
 
     def handle_ready(self) -> None:
-        """Answer one request; call when :meth:`fileno` is readable."""
-        self.httpd._handle_request_noblock()
+        """Do what is ready without waiting; call when :meth:`fileno` is readable, and now and then."""
+        self.endpoint.step(0.0)
 
     def stop(self) -> None:
-        if self._thread.is_alive():
-            self.httpd.shutdown()
-        self.httpd.server_close()
+        self.endpoint.stop()

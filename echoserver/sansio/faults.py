@@ -46,7 +46,7 @@ class Pacing:
         self.budget -= len(allowed)
         return allowed, self.budget == 0
 
-    def pieces(self, reply: bytes) -> Iterator[tuple[bytes, float]]:
+    def pieces(self, reply: bytes) -> Iterator[tuple[bytes | memoryview, float]]:
         """``(piece, pause after it)``: the whole reply at once, or trickled at ``--trickle`` bytes/s."""
         if not self.trickle:
             yield reply, 0.0

@@ -126,6 +126,7 @@ PLAIN_ECHO = EchoHandler()
 
 def make_handler(config: ServerConfig) -> Handler:
     """A fresh handler for one connection."""
+    handler: Handler
     if config.handler == "line":
         handler = LineHandler(config.cpu_work, config.max_line)
     elif config.handler == "upper":

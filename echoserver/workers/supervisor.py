@@ -64,6 +64,7 @@ KILL_MARGIN = 5.0  # past --grace, the supervisor SIGKILLs a worker that is stil
 _fork = stdlib("os", "fork")
 _waitpid = stdlib("os", "waitpid")
 _select = stdlib("select", "select")
+_epoll = stdlib("select", "epoll")
 _signal = stdlib("signal", "signal")
 
 
@@ -121,7 +122,7 @@ class Supervisor:
 
             self.metrics = MetricsServer(config.metrics_host, config.metrics_port, self.snapshot,
                                          lambda: self.announced and not self.stopping, config.backend,
-                                         os.getpid(), threaded=False)
+                                         os.getpid(), epoll=_epoll)
             log.info("metrics on http://%s/metrics", format_address((config.metrics_host, self.metrics.port)))
         if config.stats_interval:
             self.reporter = StatsReporter(self.snapshot, config.stats_interval)
@@ -169,7 +170,7 @@ class Supervisor:
         starting = [w.ready_fd for w in self.workers.values() if w.ready_fd >= 0]
         metrics = [self.metrics] if self.metrics else []
         readable = _select([self._wake_r, *starting, *metrics], [], [], min(timeout, 1.0))[0]
-        if self.metrics in readable:
+        if self.metrics:  # also when nothing is readable: it closes peers past their deadline
             self.metrics.handle_ready()
         if self.reporter:
             self.reporter.tick()
@@ -220,7 +221,7 @@ class Supervisor:
             signal.set_wakeup_fd(-1)
             inherited = [self._wake_r, self._wake_w, *(w.ready_fd for w in self.workers.values() if w.ready_fd >= 0)]
             if self.metrics:
-                inherited.append(self.metrics.fileno())
+                inherited.extend(self.metrics.descriptors())
             for fd in inherited:
                 os.close(fd)
             os.setpgid(0, 0)
