@@ -10,15 +10,17 @@ import nothing from them.
 
 from __future__ import annotations
 
-import asyncio
 import select
 import threading
 import time
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from echoserver.config import ServerConfig
 from echoserver.observability.stats import Stats
 from echoserver.sansio.proxy_protocol import TrustedSources
+
+if TYPE_CHECKING:  # the blocking backends never load asyncio (gevent's processes, fork's children)
+    import asyncio
 
 
 def _nothing() -> None:
