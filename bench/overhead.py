@@ -45,6 +45,9 @@ from echoserver.spawn import ServerProcess  # noqa: E402
 
 RESULTS = BENCH / "results"
 BACKENDS = ("thread", "threadpool", "fork", "gevent", "asyncio", "uvloop")
+# A second reference, measured in its own paired rounds: for fork, what a user would pick instead of
+# a hand-written loop (the standard library's socketserver.ForkingTCPServer).
+SECOND_REFERENCES = {"fork": "socketserver_fork"}
 WORKLOADS = {"20x64B": (20, 64), "200x1KiB": (200, 1024)}
 THROUGHPUT_GOAL, MEMORY_GOAL = 0.95, 1.2
 SERVER_CPU, CLIENT_CPU = 0, 1
@@ -71,12 +74,16 @@ def run_client(port: int, connections: int, size: int, seconds: float, attempts:
 
 
 def cpu_seconds(pid: int) -> float:
-    """CPU time of a server so far: all its threads, its reaped children and its live ones."""
+    """CPU time of a server so far: all its threads, its reaped children and its live ones.
+
+    A live descendant's reaped children count too (the fork backend's connection
+    processes are reaped by its fork server, which is still running).
+    """
     proc = psutil.Process(pid)
     total = sum(proc.cpu_times()[:4])  # user, system, children_user, children_system
     for child in _children(pid):
         with contextlib.suppress(psutil.Error):
-            total += sum(child.cpu_times()[:2])
+            total += sum(child.cpu_times()[:4])
     return total
 
 
@@ -89,13 +96,14 @@ def measure(server, connections: int, size: int, seconds: float) -> tuple[float,
     """
     before = cpu_seconds(server.pid)
     result = run_client(server.port, connections, size, seconds)
-    busy = (cpu_seconds(server.pid) - before) / result["seconds"]
-    if busy <= 0:
-        raise RuntimeError("the server got no measurable CPU time in the run")
-    # A forking server's children exit after the client leaves; their time counts once reaped.
+    # A forking server's children exit after the client leaves; their time counts once reaped
+    # (socketserver reaps on its next poll, up to half a second later).
     with contextlib.suppress(RuntimeError):
-        wait_until(lambda: not _children(server.pid), 5, "connection processes to exit")
-    return result["msgs_per_s"], (cpu_seconds(server.pid) - before) / result["messages"] * 1e6, busy
+        wait_until(lambda: not connection_children(server.pid), 5, "connection processes to exit")
+    spent = cpu_seconds(server.pid) - before
+    if spent <= 0:
+        raise RuntimeError("the server got no measurable CPU time in the run")
+    return result["msgs_per_s"], spent / result["messages"] * 1e6, spent / result["seconds"]
 
 
 # -- the servers -----------------------------------------------------------------------------
@@ -169,11 +177,11 @@ class Servers:
         # Measure another copy of the package (a proposed change) instead of the installed one.
         self.env = {"PYTHONPATH": os.path.abspath(framework_path)} if framework_path else None
 
-    def start(self, backend: str, kind: str):
+    def start(self, backend: str, kind: str, reference: str | None = None):
         if kind == "framework":
             server = ServerProcess("--backend", backend, env=self.env)
         else:
-            server = ReferenceServer(backend)
+            server = ReferenceServer(reference or backend)
         # ``python -m`` puts the working directory first on sys.path: start from the copy to measure.
         with on_cpu(SERVER_CPU), in_directory(self.env["PYTHONPATH"] if self.env else None):
             server.start()
@@ -207,6 +215,20 @@ def _children(pid: int) -> list:
     with contextlib.suppress(psutil.Error):
         return psutil.Process(pid).children(recursive=True)
     return []
+
+
+FORK_SERVER_NAME = "echo-forkserver"  # the fork backend's fork server: a helper, not a connection's process
+
+
+def connection_children(pid: int) -> list:
+    """The descendants that serve connections, or did (a zombie's CPU time counts once it is reaped):
+    all of them, less the fork backend's fork server."""
+    found = []
+    for child in _children(pid):
+        with contextlib.suppress(psutil.Error):
+            if child.name() != FORK_SERVER_NAME:
+                found.append(child)
+    return found
 
 
 # -- memory per idle connection --------------------------------------------------------------
@@ -269,13 +291,13 @@ def idle_bytes_per_connection(server, backend: str, count: int) -> float:
     for sock in open_idle(server.port, 8, 8):  # warm-up: lazily built state is not per-connection cost
         sock.close()
     if forking:
-        wait_until(lambda: not _children(server.pid), 10, "warm-up children to exit")
+        wait_until(lambda: not connection_children(server.pid), 10, "warm-up children to exit")
     time.sleep(0.3)
     fds, before = proc.num_fds(), memory(server.pid, forking)
     socks = open_idle(server.port, count, min(count, POOL_SIZE) if backend == "threadpool" else count)
     try:
         if forking:
-            wait_until(lambda: len(_children(server.pid)) >= count, 20, f"{count} children")
+            wait_until(lambda: len(connection_children(server.pid)) >= count, 20, f"{count} children")
         else:
             wait_until(lambda: proc.num_fds() >= fds + count, 20, f"{count} accepted connections")
         time.sleep(0.3)
@@ -299,21 +321,21 @@ def summarize(fw: list[tuple], ref: list[tuple]) -> dict:
 
 # -- one backend against its reference ------------------------------------------------------
 
-def compare(backend: str, args, servers: Servers) -> dict:
+def compare(backend: str, args, servers: Servers, reference: str | None = None) -> dict:
     result = {"throughput": {}, "memory": {}}
     if args.only != "throughput":
-        result["memory"] = compare_memory(backend, args, servers)
+        result["memory"] = compare_memory(backend, args, servers, reference)
     if args.only != "memory":
-        result["throughput"] = compare_throughput(backend, args, servers)
+        result["throughput"] = compare_throughput(backend, args, servers, reference)
     return result
 
 
-def compare_memory(backend: str, args, servers: Servers) -> dict:
+def compare_memory(backend: str, args, servers: Servers, reference: str | None = None) -> dict:
     idle = args.idle_fork if backend == "fork" else args.idle
     fw_mem, ref_mem = [], []
     for round_ in range(args.memory_rounds):  # fresh servers each time: growth from a clean start
         for kind in (("framework", "reference") if round_ % 2 == 0 else ("reference", "framework")):
-            server = servers.start(backend, kind)
+            server = servers.start(backend, kind, reference)
             try:
                 value = idle_bytes_per_connection(server, backend, idle)
             finally:
@@ -326,9 +348,10 @@ def compare_memory(backend: str, args, servers: Servers) -> dict:
     return memory
 
 
-def compare_throughput(backend: str, args, servers: Servers) -> dict:
+def compare_throughput(backend: str, args, servers: Servers, reference_name: str | None = None) -> dict:
     result = {}
-    framework, reference = servers.start(backend, "framework"), servers.start(backend, "reference")
+    framework = servers.start(backend, "framework")
+    reference = servers.start(backend, "reference", reference_name)
     try:
         for name, (connections, size) in WORKLOADS.items():
             run = lambda server, seconds: measure(server, connections, size, seconds)  # noqa: E731
@@ -478,6 +501,10 @@ def main(argv: list[str] | None = None) -> int:
         for backend in args.backends:
             print(f"{backend}: framework vs reference", flush=True)
             results[backend] = compare(backend, args, servers)
+            if backend in SECOND_REFERENCES:
+                second = SECOND_REFERENCES[backend]
+                print(f"{backend}: framework vs reference/{second}_server.py", flush=True)
+                results[f"{backend} vs {second}"] = compare(backend, args, servers, second)
     print()
     print(table(results))
     if not args.no_write:

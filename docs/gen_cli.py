@@ -63,8 +63,15 @@ def render() -> str:
 
 
 def main(argv: list[str]) -> int:
+    columns = os.environ.get("COLUMNS")
     os.environ["COLUMNS"] = "100"  # argparse's width; click's is fixed above
-    text = render()
+    try:
+        text = render()
+    finally:  # the tests call main() in-process: leave their environment as it was
+        if columns is None:
+            del os.environ["COLUMNS"]
+        else:
+            os.environ["COLUMNS"] = columns
     if argv[1:] == ["--check"]:
         current = PAGE.read_text() if PAGE.exists() else ""
         if current == text:

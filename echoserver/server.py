@@ -13,8 +13,11 @@ import threading
 from typing import Callable, Iterator
 
 from echoserver import backends
-from echoserver.config import ServerConfig
+from echoserver.backends.base import Backend
+from echoserver.config import ConfigError, ServerConfig
+from echoserver.net.tls import server_context
 from echoserver.net.listener import bind_listeners, remove_files, unix_paths
+from echoserver.observability.logs import StatsReporter
 from echoserver.observability.ready import announce
 from echoserver.observability.reporting import reporting
 from echoserver.observability.stats import empty
@@ -22,42 +25,69 @@ from echoserver.observability.stats import empty
 log = logging.getLogger("echoserver")
 
 
+def check(config: ServerConfig) -> type[Backend]:
+    """Everything about ``config`` that can be checked before a socket is bound or a process forked.
+
+    What :class:`ServerConfig` cannot check by itself because it needs the
+    machine: the backend is installed, the TLS files exist, load and match.
+    Done once, in the process that will bind and fork, so that a mistake is one
+    error, never one per worker, and never reported as something else (a
+    missing certificate is not "port in use"). Binding comes next and reports
+    its own errors the same way, still before any child exists.
+    """
+    try:
+        backend_class = backends.load(config.backend)
+    except backends.UnknownBackend as exc:
+        raise ConfigError("backend", str(exc)) from None
+    server_context(config)
+    return backend_class
+
+
 def serve(config: ServerConfig, *, on_ready: Callable[[tuple], None] | None = None) -> dict:
     """Serve until SIGINT or SIGTERM, drain, and return the final counters (a stats snapshot).
 
-    Raises :class:`~echoserver.config.ConfigError` (before anything is served)
-    when the backend is unavailable or the address cannot be bound.
+    Raises :class:`~echoserver.config.ConfigError` (before anything is served or
+    forked) when the configuration cannot work on this machine: the backend is
+    unavailable, a TLS file is missing or wrong, the address cannot be bound.
 
     With ``config.workers > 1`` this process becomes the supervisor of that many
     worker processes (:mod:`echoserver.workers.supervisor`); the counters stay in the
-    workers, so the returned ones are empty, and ``SystemExit(1)`` is raised if
-    a worker did not drain cleanly.
+    workers, so the returned ones are empty, and
+    :class:`~echoserver.workers.supervisor.WorkersFailed` is raised if a worker
+    did not drain cleanly.
     """
+    backend_class = check(config)
     if config.workers > 1:
-        from echoserver.workers.supervisor import supervise
+        from echoserver.workers.supervisor import WorkersFailed, supervise
 
-        status = supervise(config)
-        if status:
-            raise SystemExit(status)
+        if supervise(config, backend_class):
+            raise WorkersFailed("a worker did not drain cleanly (see the log above)")
         return empty()
-    backend_class = backends.load(config.backend)
     listeners = bind_listeners(config)
     addresses = [sock.getsockname() for sock in listeners]
     files = unix_paths(listeners)
     backend = backend_class(config)
     accepting = threading.Event()
+    reporters: list[StatsReporter] = []
 
     def ready() -> None:
         accepting.set()
         for address in addresses:
             announce(address, config.backend)
+        # The stats line starts with the server, never before its ready line (a backend may
+        # take a moment to start: fork starts its fork server first).
+        if config.stats_interval:
+            reporters.append(StatsReporter(backend.snapshot, config.stats_interval).start())
         if on_ready:
             on_ready(addresses[0])
 
     try:
-        with reporting(config, backend.snapshot, lambda: accepting.is_set() and not backend.stopping):
+        with reporting(config.replace(stats_interval=0), backend.snapshot,
+                       lambda: accepting.is_set() and not backend.stopping):
             backend.run(listeners, ready, handle_signals=True)
     finally:
+        for reporter in reporters:
+            reporter.stop()
         remove_files(files)
     totals = backend.snapshot()
     log.info("stopped: %(accepted)d connections, %(bytes_in)d bytes in, %(bytes_out)d bytes out", totals)
@@ -68,8 +98,11 @@ class RunningServer:
     """A server running in a background thread: its address, counters and a way to stop it."""
 
     def __init__(self, config: ServerConfig) -> None:
+        if config.workers != 1:
+            raise ConfigError("workers", f"running_server runs one process, not {config.workers}; for --workers "
+                                         "run the command (echoserver.spawn.ServerProcess does, for tests)")
         self.config = config
-        self.backend = backends.load(config.backend)(config)
+        self.backend = check(config)(config)
         self.listeners = bind_listeners(config)
         self.addresses: list = [sock.getsockname() for sock in self.listeners]
         self.address: tuple = self.addresses[0][:2] if isinstance(self.addresses[0], tuple) else self.addresses[0]
@@ -120,8 +153,11 @@ def running_server(config: ServerConfig | None = None, **options: object) -> Ite
     >>> with running_server(backend="thread", port=0) as server:
     ...     socket.create_connection(server.address)
 
-    Backends run unpatched here: gevent uses its own sockets explicitly, so it
-    works without monkey-patching the embedding process.
+    Backends run unpatched here: a backend that the CLI would patch the process
+    for uses its own cooperative calls explicitly, so the embedding process is
+    left alone. One process only: ``workers`` other than 1 raises
+    :class:`~echoserver.config.ConfigError` (the supervisor needs a process of
+    its own, with its signal handlers).
     """
     config = (config or ServerConfig()).replace(**options) if options else (config or ServerConfig())
     server = RunningServer(config).start()

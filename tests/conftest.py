@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 
 from echoserver.backends import REGISTRY
@@ -19,7 +21,14 @@ def backend_params() -> list:
     ]
 
 
-@pytest.fixture(params=backend_params())
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Under pytest-xdist, the Docker tests share one worker: they bring up stacks that must not overlap."""
+    for item in items:
+        if item.get_closest_marker("docker"):
+            item.add_marker(pytest.mark.xdist_group("docker"))
+
+
+@pytest.fixture(params=backend_params(), scope="module")
 def backend(request) -> str:
     return request.param
 
@@ -42,10 +51,15 @@ def start_server():
             server.kill()
 
 
-@pytest.fixture
-def server(backend, start_server) -> ServerProcess:
-    """A plain echo server of the parametrised backend, on a free port."""
-    return start_server("--backend", backend, "--grace", "3")
+@pytest.fixture(scope="module")
+def server(backend) -> Iterator[ServerProcess]:
+    """A plain echo server of the parametrised backend, on a free port, shared by a module's tests.
+
+    Only for tests that leave it as they found it (connect, echo, disconnect); a test that
+    signals, limits or counts on its server starts its own with ``start_server``.
+    """
+    with ServerProcess("--backend", backend, "--grace", "3") as shared:
+        yield shared
 
 
 @pytest.fixture(scope="session")

@@ -18,7 +18,7 @@ import pytest
 from support import connect, recv_exactly
 
 BENCH = Path(__file__).resolve().parent.parent / "bench"
-REFERENCES = ["thread", "threadpool", "fork", "gevent", "asyncio", "uvloop"]
+REFERENCES = ["thread", "threadpool", "fork", "socketserver_fork", "gevent", "asyncio", "uvloop"]
 NEEDS = {"gevent": "gevent", "uvloop": "uvloop"}
 
 

@@ -10,9 +10,8 @@ import pytest
 import trustme
 
 from echoserver.sansio.proxy_protocol import encode_v1, encode_v2
-from support import connect, recv_exactly, recv_until_eof
-from test_echo import round_trip_time
-from test_models import wait_for
+from support import (assert_one_line_error, connect, recv_exactly, recv_until_eof, round_trip_time, run_cli, scrape,
+                     wait_for)
 
 
 def tls_client(server, ca: trustme.CA, client_cert: trustme.LeafCert | None = None) -> ssl.SSLSocket:
@@ -58,9 +57,8 @@ def test_mutual_tls_requires_a_client_certificate(backend, start_server, ca, tls
 
 
 def test_missing_certificate_file_is_a_one_line_error(tmp_path) -> None:
-    from test_cli import assert_one_line_error, run_cli
-
-    assert_one_line_error(run_cli("--tls-cert", str(tmp_path / "nope.pem"), "--tls-key", str(tmp_path / "k.pem")),
+    assert_one_line_error(run_cli("--port", "0", "--tls-cert", str(tmp_path / "nope.pem"),
+                                  "--tls-key", str(tmp_path / "k.pem")),
                           2, "--tls-cert")
     assert_one_line_error(run_cli("--tls-cert", str(tmp_path / "only.pem")), 2, "--tls-key")
 
@@ -140,8 +138,6 @@ def test_trickle_writes_slowly_but_completely(backend, start_server) -> None:
 
 
 def test_max_bytes_per_connection_echoes_that_much_then_closes(backend, start_server) -> None:
-    from test_observability import scrape
-
     server = start_server("--backend", backend, "--max-bytes-per-connection", "100", "--metrics-port", "0")
     with connect(server.address) as sock:
         sock.sendall(b"a" * 60)

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from support import connect, recv_exactly, recv_until_eof
+from support import connect, recv_exactly, recv_until_eof, round_trip_time
 
 MiB = 1 << 20
 
@@ -153,14 +153,6 @@ def test_line_handler_echoes_the_valid_lines_sent_with_an_overlong_one(backend, 
     with connect(server.address) as sock:
         sock.sendall(b"one\ntwo\n" + b"x" * 20 + b"\nnever\n")  # one write: most likely one read
         assert recv_until_eof(sock) == b"one\ntwo\nERROR line longer than 8 bytes\n"
-
-
-def round_trip_time(address, payload: bytes = b"ping") -> float:
-    with connect(address) as sock:
-        started = time.perf_counter()
-        sock.sendall(payload)
-        assert recv_exactly(sock, len(payload)) == payload
-        return time.perf_counter() - started
 
 
 def test_io_delay_shows_in_the_round_trip(backend, start_server) -> None:

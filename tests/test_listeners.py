@@ -7,9 +7,7 @@ import socket
 
 import pytest
 
-from support import recv_exactly
-from test_cli import assert_one_line_error, run_cli
-from test_models import wait_for
+from support import assert_one_line_error, recv_exactly, run_cli, wait_for
 
 
 def echo_over(family: int, address, payload: bytes) -> bytes:

@@ -13,22 +13,12 @@ from pathlib import Path
 
 import pytest
 
+from support import echo_load, port_args
+
 ROOT = Path(__file__).resolve().parent.parent
 SHORT = ("--duration", "0.6", "--warmup", "0.1")
 REQUIRED = {"backend", "clients", "processes", "size", "duration_s", "messages", "bytes", "msgs_per_s",
             "mb_per_s", "latency_us", "errors", "mismatches", "histogram", "connect_us", "fairness", "cpu"}
-
-
-def echo_load(*args: str, timeout: float = 60) -> tuple[int, dict | None, str]:
-    """Run the real CLI; (exit code, parsed --json result or None, stderr)."""
-    proc = subprocess.run([sys.executable, "-m", "echoclients.load.cli", *args], capture_output=True, text=True,
-                          timeout=timeout, cwd=ROOT)
-    result = json.loads(proc.stdout) if "--json" in args and proc.stdout.strip() else None
-    return proc.returncode, result, proc.stderr
-
-
-def port_args(address) -> tuple[str, ...]:
-    return ("--host", address[0], "--port", str(address[1]))
 
 
 @contextlib.contextmanager

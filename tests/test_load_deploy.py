@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from support import echo_load, port_args
 
-from test_load import echo_load, port_args
 
 BACKENDS = ["asyncio", "thread"]  # one event loop, one blocking loop: the two code paths of the server
 RUN = ("--clients", "4", "--requests", "400")

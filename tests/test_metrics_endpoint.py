@@ -19,8 +19,7 @@ import psutil
 import pytest
 
 from echoserver.observability.httpd import HttpEndpoint, Response
-from support import connect, recv_until_eof
-from test_models import wait_for
+from support import connect, recv_until_eof, wait_for
 
 
 def _route(method: str, path: str) -> Response:

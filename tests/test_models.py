@@ -2,29 +2,12 @@
 
 from __future__ import annotations
 
-import time
 
 import psutil
 import pytest
 
 from echoserver.backends import REGISTRY
-from support import connect, recv_exactly
-
-
-def wait_for(condition, timeout: float = 10.0, interval: float = 0.02):
-    """Poll ``condition`` until it returns something truthy; its last value either way."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(interval)
-
-
-def echo_once(address, payload: bytes = b"hello") -> None:
-    with connect(address) as sock:
-        sock.sendall(payload)
-        assert recv_exactly(sock, len(payload)) == payload
+from support import connect, connection_processes, echo_once, recv_exactly, wait_for, zombies
 
 
 @pytest.mark.skipif(not REGISTRY["gevent"].available, reason="gevent not installed")
@@ -77,15 +60,14 @@ def test_fork_serves_each_connection_in_a_child_and_leaves_no_zombies(start_serv
     with connect(server.address) as held:
         held.sendall(b"x")
         assert recv_exactly(held, 1) == b"x"
-        assert len(parent.children()) == 1
+        assert len(connection_processes(server.pid)) == 1
         for i in range(200):
             echo_once(server.address, b"%d" % i)
 
     def settled():
-        children = parent.children()
-        return not children and children == []
+        return not connection_processes(server.pid) and not zombies(server.pid)
 
-    assert wait_for(settled), [(c.pid, c.status()) for c in parent.children()]
+    assert wait_for(settled), [(c.pid, c.status()) for c in parent.children(recursive=True)]
 
 
 def test_fork_caps_its_children(start_server) -> None:
@@ -100,7 +82,7 @@ def test_fork_caps_its_children(start_server) -> None:
     third.settimeout(0.5)
     with pytest.raises(TimeoutError):
         third.recv(5)
-    assert len(parent.children()) == 2
+    assert len(connection_processes(server.pid)) == 2
     first.close()
     third.settimeout(10)
     assert recv_exactly(third, 5) == b"waits"

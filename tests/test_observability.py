@@ -3,33 +3,12 @@
 from __future__ import annotations
 
 import json
-import re
 import signal
 import urllib.error
 import urllib.request
 
-from prometheus_client.parser import text_string_to_metric_families
 
-from support import connect, recv_exactly
-from test_limits import stalled_writer
-from test_models import wait_for
-
-
-def metrics_url(server) -> str:
-    found = wait_for(lambda: re.search(r"metrics on (http://\S+)/metrics", server.stderr))
-    assert found, server.stderr
-    return found.group(1)
-
-
-def scrape(server) -> dict[str, float]:
-    """Every sample of the endpoint, by name plus labels."""
-    text = urllib.request.urlopen(metrics_url(server) + "/metrics", timeout=10).read().decode()
-    samples = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            labels = ",".join(f"{k}={v}" for k, v in sorted(sample.labels.items()))
-            samples[sample.name + (f"{{{labels}}}" if labels else "")] = sample.value
-    return samples
+from support import connect, metrics_url, recv_exactly, recv_until_eof, scrape, stalled_writer, wait_for
 
 
 def healthz(server) -> int:
@@ -84,12 +63,31 @@ def test_live_connections_are_counted_while_open(backend, start_server) -> None:
         sock.close()
 
 
-def test_idle_closes_and_errors_are_counted(backend, start_server) -> None:
+def test_idle_closes_are_counted(backend, start_server) -> None:
     server = start_server("--backend", backend, "--metrics-port", "0", "--idle-timeout", "0.3")
     with connect(server.address) as sock:
         sock.settimeout(5)
         assert sock.recv(1) == b""
     assert wait_for(lambda: scrape(server)["echoserver_connections_idle_closed_total"] == 1)
+    samples = scrape(server)
+    assert samples["echoserver_connections_closed_total"] == 1
+    assert not errors_counted(samples)  # an idle close is the server's policy, not an error
+
+
+def test_errors_are_counted_once_by_kind(backend, start_server) -> None:
+    server = start_server("--backend", backend, "--metrics-port", "0", "--proxy-protocol", "required")
+    with connect(server.address) as bad:  # no PROXY header: closed without a reply, and counted
+        bad.settimeout(5)
+        bad.sendall(b"GET / HTTP/1.0\r\n\r\n")
+        assert recv_until_eof(bad) == b""
+    assert wait_for(lambda: errors_counted(scrape(server))) == {"proxy_header": 1}
+    assert scrape(server)["echoserver_connections_closed_total"] == 1
+
+
+def errors_counted(samples: dict[str, float]) -> dict[str, float]:
+    """``echoserver_errors_total`` by kind, the kinds that are not zero only."""
+    prefix = "echoserver_errors_total{kind="
+    return {name[len(prefix):-1]: value for name, value in samples.items() if name.startswith(prefix) and value}
 
 
 def test_healthz_answers_while_accepting_and_fails_while_draining(backend, start_server) -> None:

@@ -21,6 +21,8 @@ from echoserver.config import ServerConfig, option
 def test_every_config_field_is_an_option_with_its_default_and_help(command, config) -> None:
     params = {param.name: param for param in command.params}
     for found in dataclasses.fields(config):
+        if not found.metadata.get("cli", True):
+            continue
         param = params[found.name]
         assert isinstance(param, click.Option)
         assert f"--{found.name.replace('_', '-')}" in param.opts
@@ -62,6 +64,7 @@ def test_a_plain_field_with_help_metadata_becomes_an_option() -> None:
         name: str | None = option(None, "A name.", flags=("-n",))
         loud: bool = option(False, "Shout.")
         tags: tuple[str, ...] = option((), "Repeatable.")
+        internal: int = dataclasses.field(default=0, metadata={"cli": False})  # set by code only
 
     seen = []
 
@@ -74,3 +77,4 @@ def test_a_plain_field_with_help_metadata_becomes_an_option() -> None:
     assert CliRunner().invoke(show, args).exit_code == 0
     assert CliRunner().invoke(show, []).exit_code == 0
     assert seen == [Plain(count=5, name="x", loud=True, tags=("a", "b")), Plain()]
+    assert CliRunner().invoke(show, ["--internal", "1"]).exit_code == 2  # no such option

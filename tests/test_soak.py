@@ -19,8 +19,7 @@ from dataclasses import dataclass, field
 import psutil
 import pytest
 
-from support import connect, recv_exactly
-from test_models import wait_for
+from support import connect, recv_exactly, wait_for
 
 SECONDS = float(os.environ.get("ECHOSERVER_SOAK_SECONDS", "20"))
 MIX = {"normal": 55, "resetting": 15, "idle": 15, "slow_reader": 15}

@@ -21,8 +21,7 @@ from echoserver.backends.base import Backend
 from echoserver.config import ServerConfig
 from echoserver.net.listener import bind_listener
 from echoserver.workers.supervisor import Supervisor
-from support import connect, recv_exactly, recv_until_eof
-from test_models import echo_once, wait_for
+from support import connect, echo_once, recv_exactly, recv_until_eof, server_socket, unread_bytes, wait_for
 
 MAX_CLIENTS = 64  # connections tried before concluding that only one worker accepts
 
@@ -43,16 +42,25 @@ def worker_pids(server) -> list[int]:
 
 def serving_worker(server, client) -> int | None:
     """The worker whose process (or, for fork, whose connection process) holds this client's connection."""
-    client_port = client.getsockname()[1]
+    found = server_socket(server.port, client.getsockname()[1])
+    if found is None:
+        return None
+    link = f"socket:[{found[1]}]"
     for worker in psutil.Process(server.pid).children():
         try:
             for process in (worker, *worker.children(recursive=True)):
-                for conn in process.net_connections(kind="tcp"):
-                    if conn.raddr and conn.raddr.port == client_port and conn.laddr.port == server.port:
-                        return worker.pid
-        except psutil.NoSuchProcess:
+                if any(_fd_link(process.pid, fd) == link for fd in os.listdir(f"/proc/{process.pid}/fd")):
+                    return worker.pid
+        except (psutil.NoSuchProcess, FileNotFoundError):
             continue
     return None
+
+
+def _fd_link(pid: int, fd: str) -> str:
+    try:
+        return os.readlink(f"/proc/{pid}/fd/{fd}")
+    except OSError:  # closed meanwhile
+        return ""
 
 
 def clients_on_every_worker(server, workers: list[int]) -> dict[int, object]:
@@ -72,17 +80,6 @@ def clients_on_every_worker(server, workers: list[int]) -> dict[int, object]:
         client.close()
     assert set(found) == set(workers), f"{MAX_CLIENTS} connections all landed on {set(found)}"
     return found
-
-
-def unread_bytes(server_port: int, client_port: int) -> int | None:
-    """Bytes the kernel holds for the server's end of a connection that the server has not read yet."""
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        for line in Path(table).read_text().splitlines()[1:]:
-            fields = line.split()
-            local, remote = int(fields[1].rsplit(":", 1)[1], 16), int(fields[2].rsplit(":", 1)[1], 16)
-            if (local, remote) == (server_port, client_port):
-                return int(fields[4].split(":")[1], 16)
-    return None
 
 
 def start_workers(start_server, backend: str, *args: str):

@@ -8,6 +8,7 @@
 # (dockerd.sh start), root and debootstrap.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+source "$REPO_ROOT/tools/lib/debian-mirror.sh"
 
 have_image() { docker image inspect "$1" >/dev/null 2>&1; }
 
@@ -19,17 +20,11 @@ fi
 command -v debootstrap >/dev/null || PATH=$PATH:/usr/sbin:/sbin
 command -v debootstrap >/dev/null || die "debootstrap not found (apt-get install debootstrap)"
 
-# The Debian mirror this machine's apt already uses.
-mirror() {
-    local url
-    url=$(grep -rhoE '^(URIs:|deb)\s+\S+' /etc/apt/sources.list /etc/apt/sources.list.d/ 2>/dev/null \
-        | awk '{print $2}' | grep -E '/debian/?$' | head -n1 || true)
-    echo "${DEBIAN_MIRROR:-${url:-http://deb.debian.org/debian}}"
-}
-
 build_rootfs() {
     local target=$1 url
-    url=$(mirror)
+    # The mirror this machine's apt already uses; the repository names none.
+    url=$(debian_mirror) \
+        || die "no Debian mirror in /etc/apt/sources.list or /etc/apt/sources.list.d/ (set DEBIAN_MIRROR=URL)"
     rm -rf "$target.tmp"
     log "debootstrap $DEBIAN_SUITE from $url into $target (a minute or two)"
     debootstrap --variant=minbase \

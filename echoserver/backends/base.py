@@ -8,6 +8,7 @@ a greenlet, a coroutine) and how its own kind of wait is interrupted.
 from __future__ import annotations
 
 import errno
+import importlib
 import logging
 import signal
 import socket
@@ -89,6 +90,17 @@ class Backend(ABC):
         self.stopping = True
         self.forcing = self.forcing or force
         self.wake()
+
+    @classmethod
+    def after_fork(cls) -> None:
+        """Runs first in a ``--workers`` worker, right after ``fork()``: whatever this kind of backend must
+        re-initialise in a forked process (gevent its hub). Nothing by default."""
+
+    @classmethod
+    def original(cls, module: str, name: str):
+        """The standard library's own ``module.name``, for the supervisor's process plumbing, which must
+        never block in a call a backend has replaced (gevent's monkey-patching)."""
+        return getattr(importlib.import_module(module), name)
 
     def ssl_module(self):
         """The ``ssl`` module TLS contexts come from (gevent brings its own cooperative one)."""

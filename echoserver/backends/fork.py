@@ -1,157 +1,193 @@
-"""``fork``: ``os.fork()`` per connection, the classic ``socketserver.ForkingMixIn`` shape.
+"""``fork``: a process per connection, the classic ``socketserver.ForkingMixIn`` shape, forked from a fork server.
 
 Each client is served by its own process, with its own interpreter and GIL, so
-CPU-bound handlers run truly in parallel. The parent only accepts, forks and
-reaps: a SIGCHLD wakes its accept loop so that every exited child is collected
-at once (no zombies), and it stops accepting while ``--max-children`` are alive.
-Children ask the kernel to signal them if the parent dies, so none outlives it.
+CPU-bound handlers run truly in parallel. This process accepts; a small fork
+server it starts (:mod:`echoserver.processes.forkserver`) forks the connection
+processes, from a heap that holds only the connection loop, so each costs less
+memory than a fork of this one would (docs/fork-server.md has the numbers).
+
+This process still owns everything else: ``--max-children`` and
+``--max-connections`` (it stops accepting while that many connections are
+alive), the drain on SIGTERM (SIGTERM to every connection process, SIGKILL to
+what is left after ``--grace``), the counters and the logs (both relayed from
+the children). The fork server reaps its children and reports each exit; if it
+dies, this process logs it, adopts its children (a child subreaper), reaps
+them itself and starts a new fork server after a back-off, while the
+connections already served go on undisturbed.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import select
 import signal
+import threading
 import time
 
-from echoserver.processes.children import die_with_parent
-from echoserver.observability.stats import SlotTable, Stats, add
 from echoserver.backends.blocking import BlockingBackend
 from echoserver.backends.stream import BlockingConnection
+from echoserver.observability.stats import add
+from echoserver.processes.children import RestartBackoff, become_subreaper, describe_exit, signal_all
+from echoserver.processes.forking import ForkServerClient, ForkServerGone
 
 log = logging.getLogger("echoserver")
-
-PUBLISH_INTERVAL = 0.5  # seconds between a child's reports of its live counters
-
-
-def _close_inherited_descriptors(keep: int) -> None:
-    """Close every descriptor but stdio and the client's.
-
-    The listener and the wake-up socket, obviously; but also anything else the
-    parent had open (other clients' sockets, in an embedding process), which
-    would otherwise keep those connections alive after their owners close them.
-    """
-    os.closerange(3, keep)
-    os.closerange(keep + 1, os.sysconf("SC_OPEN_MAX"))
 
 
 class ForkPerConnectionBackend(BlockingBackend):
     name = "fork"
-    poll_interval = 1.0  # reap even where no SIGCHLD handler can be installed (not the main thread)
+    poll_interval = 1.0  # look after adopted children even where no SIGCHLD handler can be installed
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         limit = self.config.max_children
         self.limit = min(limit, self.config.max_connections or limit)
-        self.children: dict[int, int] = {}  # pid -> the row of the table it reports into
+        self.rows: dict[int, int] = {}  # row -> PID of the connection process using it (0: not forked yet)
+        self.adopted: set[int] = set()  # rows whose process outlived its fork server: ours to reap now
         self._free_rows = list(range(self.limit))
-        # Each child reports its connection's bytes and messages here while it runs;
-        # the parent folds a child's row into its own counters when it reaps it.
-        self.table = SlotTable(self.limit)
+        self.forkserver: ForkServerClient | None = None
+        self.backoff = RestartBackoff()
+        self._lock = threading.Lock()  # rows and totals change together (snapshot may run on another thread)
+        self.restart_at: float | None = None
+        self._kill_signal = signal.SIGTERM  # what a process forked during the drain gets at once
 
     @property
     def active(self) -> int:
-        return len(self.children)
+        return len(self.rows)
 
     def has_capacity(self) -> bool:
-        return len(self.children) < self.limit
+        return self.forkserver is not None and self.forkserver.alive and len(self.rows) < self.limit
 
     def snapshot(self) -> dict:
-        totals = super().snapshot()
-        add(totals, self.table.total(list(self.children.values())))
-        totals["active"] = len(self.children)
+        if self.forkserver is None:
+            return super().snapshot()
+        live = list(self.rows.items())
+        self.forkserver.collect([pid for _, pid in live if pid], [row for row, pid in live if pid])
+        with self._lock:
+            totals = super().snapshot()
+            add(totals, self.forkserver.table.total(list(self.rows)))
+            totals["active"] = len(self.rows)
         return totals
 
     def install_signal_handlers(self) -> None:
         super().install_signal_handlers()
-        signal.signal(signal.SIGCHLD, lambda signum, frame: self.wake())
+        signal.signal(signal.SIGCHLD, lambda signum, frame: self.wake())  # adopted children, the fork server
+
+    # -- running --------------------------------------------------------------------
+
+    def run(self, listeners, ready, *, handle_signals: bool = False) -> None:
+        self.forkserver = ForkServerClient(self.config, self.limit)
+        was_subreaper = become_subreaper(True)
+        try:
+            self.forkserver.start()
+            super().run(listeners, ready, handle_signals=handle_signals)
+        finally:
+            self.forkserver.close()
+            if not was_subreaper:
+                become_subreaper(False)
 
     def dispatch(self, connection: BlockingConnection) -> None:
-        self.state.closed(connection)  # the child serves it; the parent counts PIDs
-        parent, row = os.getpid(), self._free_rows.pop()
+        self.state.closed(connection)  # a connection process serves it; this one counts rows
+        row = self._free_rows.pop()
         self.stats.count("accepted")
-        pid = os.fork()
-        if pid == 0:
-            self._child(connection, parent, row)
-        self.children[pid] = row
+        self.rows[row] = 0
+        try:
+            self.forkserver.send(connection.sock, row)
+        except ForkServerGone:
+            self._retire(row)  # the client sees its connection closed; the fork server's death is handled next
         connection.sock.close()
 
-    def _child(self, connection: BlockingConnection, parent: int, row: int) -> None:
-        status = 1
-        try:
-            die_with_parent(parent)
-            _close_inherited_descriptors(keep=connection.sock.fileno())
-            # Fresh counters: another thread of the parent may have held the old lock at fork time.
-            self.stats = Stats()
-            self.stopping = False
-            force_at = None
-
-            def publish() -> None:
-                # Only what the parent cannot count itself: it knows accepts and exits.
-                self.table.write(row, {**self.stats.snapshot(), "accepted": 0, "closed": 0, "active": 0})
-
-            def on_signal(signum: int, frame: object) -> None:
-                nonlocal force_at
-                if signum == signal.SIGALRM:  # the reporting timer
-                    publish()
-                    if force_at is not None and time.monotonic() >= force_at:
-                        connection.abort()
-                elif self.stopping:
-                    connection.abort()
-                else:
-                    self.stopping = True
-                    force_at = time.monotonic() + self.config.grace
-                    connection.drain()
-
-            signal.set_wakeup_fd(-1)  # the parent's wake socket is closed here
-            for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGALRM):
-                signal.signal(signum, on_signal)
-            signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-            signal.setitimer(signal.ITIMER_REAL, PUBLISH_INTERVAL, PUBLISH_INTERVAL)
-            connection.run()
-            signal.setitimer(signal.ITIMER_REAL, 0)
-            publish()
-            status = 0
-        except BaseException:  # noqa: BLE001 - a child must never return into the parent's loop
-            log.exception("connection process failed")
-        finally:
-            os._exit(status)
+    def wait_readable(self, socks: list, timeout: float | None) -> list:
+        if self.restart_at is not None:
+            timeout = max(0.0, min(timeout if timeout is not None else 1.0, self.restart_at - time.monotonic()))
+        news = self.forkserver.watch()
+        readable = select.select([*socks, *news], [], [], timeout)[0]
+        if self.forkserver.log_r in readable:
+            self.forkserver.relay_logs()
+        if self.forkserver.ctl is not None and self.forkserver.ctl in readable:
+            self._handle_events()
+        return [sock for sock in readable if sock in socks]
 
     def on_wake(self) -> None:
-        self.reap()
-
-    def reap(self) -> None:
-        """Collect every exited child of ours (and only ours: never ``waitpid(-1)``)."""
-        for pid in list(self.children):
+        self._reap_adopted()
+        if self.restart_at is not None and time.monotonic() >= self.restart_at and not self.stopping:
+            self.restart_at = None
             try:
-                done, _ = os.waitpid(pid, os.WNOHANG)
-            except ChildProcessError:
-                done = pid
+                self.forkserver.start()
+                log.info("fork server restarted (pid %d)", self.forkserver.pid)
+            except (ForkServerGone, OSError) as exc:
+                self._schedule_restart(f"could not be restarted ({exc})", 0.0)
+
+    # -- what the fork server tells us ------------------------------------------------
+
+    def _handle_events(self) -> None:
+        for kind, row, pid, status in self.forkserver.events():
+            if kind == b"F" and row in self.rows:
+                self.rows[row] = pid
+                if self.stopping:  # forked while we drain: it drains too (it may be gone already)
+                    signal_all([pid], self._kill_signal)
+            elif kind == b"X" and row in self.rows:
+                self._retire(row)
+            elif kind == b"D":
+                self._fork_server_died(pid, status)
+
+    def _fork_server_died(self, pid: int, status: int) -> None:
+        for row, child in list(self.rows.items()):
+            if child:
+                self.adopted.add(row)  # re-parented to us: still serving, reaped by _reap_adopted
+            else:
+                self._retire(row)  # its socket died with the fork server, before any child had it
+        lived = time.monotonic() - self.forkserver.started
+        if self.stopping:
+            log.warning("fork server %d %s while draining", pid, describe_exit(status))
+            return
+        self._schedule_restart(f"{describe_exit(status)} after {lived:.1f}s", lived, pid)
+
+    def _schedule_restart(self, how: str, lived: float, pid: int = 0) -> None:
+        delay = self.backoff.after_death(lived)
+        self.restart_at = time.monotonic() + delay
+        log.error("fork server%s %s; %d connection process(es) go on; restarting it in %.1fs",
+                  f" {pid}" if pid else "", how, len(self.adopted), delay)
+
+    def _reap_adopted(self) -> None:
+        for row in list(self.adopted):
+            pid = self.rows[row]
+            try:
+                done = os.waitpid(pid, os.WNOHANG)[0]
+            except ChildProcessError:  # not re-parented yet, or reaped by the fork server as it died
+                try:
+                    os.kill(pid, 0)
+                    continue
+                except ProcessLookupError:
+                    done = pid
             if done:
-                row = self.children.pop(pid)
-                self.stats.absorb(self.table.take(row))
-                self.stats.count("closed")
-                self._free_rows.append(row)
+                self.adopted.discard(row)
+                self._retire(row)
+
+    def _retire(self, row: int) -> None:
+        with self._lock:
+            self.stats.absorb(self.forkserver.table.take(row))
+            self.stats.count("closed")
+            del self.rows[row]
+            self._free_rows.append(row)
+
+    # -- graceful shutdown ------------------------------------------------------------
 
     def drain(self) -> None:
         deadline = time.monotonic() + self.config.grace
         self._signal_children(signal.SIGTERM)
         self.wait_until_idle(deadline)
-        if self.children:
-            log.warning("grace period over: killing %d connection process(es)", len(self.children))
+        if self.rows:
+            log.warning("grace period over: killing %d connection process(es)", len(self.rows))
+            self._kill_signal = signal.SIGKILL
             self._signal_children(signal.SIGKILL)
             self.wait_until_idle(time.monotonic() + 5.0, forced=True)
+        self.forkserver.stop()
 
     def wait_until_idle(self, deadline: float, forced: bool = False) -> None:
-        while self.children and time.monotonic() < deadline and (forced or not self.forcing):
-            self.reap()
-            if self.children:
-                time.sleep(0.02)
-        self.reap()
+        while self.rows and time.monotonic() < deadline and (forced or not self.forcing):
+            self.wait_readable([], 0.05)
+            self.on_wake()
 
     def _signal_children(self, signum: int) -> None:
-        for pid in list(self.children):
-            try:
-                os.kill(pid, signum)
-            except ProcessLookupError:
-                pass
+        signal_all([pid for pid in self.rows.values() if pid], signum)

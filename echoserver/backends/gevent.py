@@ -34,6 +34,18 @@ class GeventBackend(BlockingBackend):
                        for sock in listeners]
         super().run(cooperative, ready, handle_signals=handle_signals)
 
+    @classmethod
+    def after_fork(cls) -> None:
+        # gevent's own fork does this; the supervisor uses the plain one (a no-op
+        # unless a hub already existed in the parent).
+        gevent.reinit()
+
+    @classmethod
+    def original(cls, module: str, name: str):
+        import gevent.monkey
+
+        return gevent.monkey.get_original(module, name)
+
     def ssl_module(self):
         import gevent.ssl
 

@@ -109,8 +109,11 @@ def command(log_level: str, log_format: str, **options: object) -> None:
         fail(str(exc))
 
     from echoserver.server import serve
+    from echoserver.workers.supervisor import WorkersFailed
 
     try:
         serve(config)
     except ConfigError as exc:
         fail(exc.message)
+    except WorkersFailed as exc:
+        fail(str(exc), code=1)

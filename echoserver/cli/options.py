@@ -5,7 +5,8 @@ A field of :class:`~echoserver.config.ServerConfig` (or of the clients' ``LoadSp
 rest of the metadata says what the field's annotation cannot: ``flags`` (short flags such as
 ``("-p",)``), ``metavar``, ``choices``, ``type`` (the name of a parameter type the command
 supplies, such as ``"size"``), ``show_default``, ``cli_default`` (the default as it is spelled
-on the command line, when that reads better than the value: ``"0"`` for a ``(0.0, 0.0)`` delay). Everything else (the environment variable,
+on the command line, when that reads better than the value: ``"0"`` for a ``(0.0, 0.0)`` delay).
+A field that users do not set (``init=False``, or ``"cli": False`` in its metadata) is no option. Everything else (the environment variable,
 the click type of an ``int`` or a ``float``, a flag for a ``bool``) follows from the field.
 Shared by ``echoserver`` and ``echo-load``; docs/contributing.md shows how to add an option.
 """
@@ -21,7 +22,7 @@ from typing import Any
 import click
 
 # The metadata keys a field may carry; anything else is a typo that would silently do nothing.
-KEYS = frozenset({"help", "flags", "metavar", "choices", "type", "show_default", "cli_default"})
+KEYS = frozenset({"help", "flags", "metavar", "choices", "type", "show_default", "cli_default", "cli"})
 
 
 def config_options(cls: type, param_types: Mapping[str, click.ParamType] | None = None,
@@ -34,7 +35,7 @@ def config_options(cls: type, param_types: Mapping[str, click.ParamType] | None 
     """
     hints = typing.get_type_hints(cls)
     params = [_option(found, hints[found.name], param_types or {}, help_values or {})
-              for found in dataclasses.fields(cls) if found.name not in set(exclude)]
+              for found in dataclasses.fields(cls) if _is_option(found) and found.name not in set(exclude)]
 
     def decorate(function: Callable[..., Any]) -> Callable[..., Any]:
         for decls, kwargs in reversed(params):
@@ -42,6 +43,11 @@ def config_options(cls: type, param_types: Mapping[str, click.ParamType] | None 
         return function
 
     return decorate
+
+
+def _is_option(found: dataclasses.Field) -> bool:
+    """Every init field is an option unless its metadata says ``"cli": False`` (set by code, not by users)."""
+    return found.init and found.metadata.get("cli", True)
 
 
 def config_values(cls: type, options: Mapping[str, Any]) -> dict[str, Any]:

@@ -14,6 +14,7 @@ needed; the process that reports (the fork parent, the supervisor) sums rows.
 from __future__ import annotations
 
 import mmap
+import os
 import struct
 import threading
 from dataclasses import dataclass
@@ -119,9 +120,14 @@ class SlotTable:
 
     _ROW = struct.Struct(f"={len(FIELDS)}q")
 
-    def __init__(self, rows: int) -> None:
+    def __init__(self, rows: int, fd: int = -1) -> None:
+        """``fd``: a file (a ``memfd``) to map instead of anonymous memory, for a process that is not a
+        fork of the creator's (the fork server is started with ``exec``) and maps it by descriptor."""
         self.rows = rows
-        self._memory = mmap.mmap(-1, max(1, rows) * self._ROW.size)  # anonymous and MAP_SHARED
+        size = max(1, rows) * self._ROW.size
+        if fd >= 0 and os.fstat(fd).st_size < size:
+            os.ftruncate(fd, size)
+        self._memory = mmap.mmap(fd, size)  # MAP_SHARED, anonymous when fd is -1
 
     def write(self, row: int, values: dict) -> None:
         self._ROW.pack_into(self._memory, row * self._ROW.size, *(values[name] for name in FIELDS))

@@ -20,14 +20,16 @@ One shared socket, not SO_REUSEPORT
     core, both are cheap.
 
 Forked after set-up, never re-executed
-    For ``gevent`` the CLI monkey-patches the whole process before anything
-    else is imported, so a worker forked from it already has gevent's
-    ``socket`` and ``threading``: no second ``patch_all`` and no
-    ``MonkeyPatchWarning``. The supervisor itself never blocks in a patched
-    call (it uses the standard library's own ``fork``, ``waitpid``, ``select``
-    and ``signal``, see :func:`_stdlib`), so no gevent hub exists when it forks
-    and each worker starts its own. Event loops (``asyncio``, ``uvloop``) are
-    created by the backend inside the worker; the supervisor never makes one.
+    A backend that patches the process (the registry's ``prepare`` hook) has
+    done so before anything else was imported, so a worker forked from the
+    supervisor already has the patched modules and patches nothing twice. The
+    supervisor itself never blocks in a replaced call: it takes ``fork``,
+    ``waitpid``, ``select`` and ``signal`` from the backend class's
+    :meth:`~echoserver.backends.base.Backend.original`, and each worker starts
+    with the class's :meth:`~echoserver.backends.base.Backend.after_fork`.
+    Event loops are created by the backend inside the worker; the supervisor
+    never makes one. Forking, reaping and restart back-off are
+    :mod:`echoserver.processes.children`, shared with the fork backend.
 
 Workers run in their own process group, so a Ctrl-C in a terminal reaches the
 supervisor alone and is forwarded once: a worker that saw it twice would take
@@ -40,41 +42,34 @@ from __future__ import annotations
 import logging
 import os
 import signal
-import sys
 import time
 from dataclasses import dataclass
 
-from echoserver import backends
-from echoserver.processes.children import stdlib
+from echoserver.processes.children import RestartBackoff, describe_exit, fork_child, reap, signal_all
 from echoserver.backends.base import SHUTDOWN_SIGNALS
 from echoserver.config import ServerConfig
 from echoserver.net.listener import bind_listeners, close_listeners, format_address
 from echoserver.observability.logs import StatsReporter
 from echoserver.observability.ready import announce
 from echoserver.observability.stats import SlotTable, add, empty
-from echoserver.workers.worker import HANDLED_SIGNALS, describe_exit, run_worker
+from echoserver.workers.worker import HANDLED_SIGNALS, run_worker
 
 log = logging.getLogger("echoserver.supervisor")
-worker_log = logging.getLogger("echoserver.worker")
 
-FIRST_RESTART_DELAY = 0.1  # seconds; doubled for each quick death in a row
-MAX_RESTART_DELAY = 10.0
-STABLE_AFTER = 5.0  # a worker that lived this long resets its slot's back-off
 KILL_MARGIN = 5.0  # past --grace, the supervisor SIGKILLs a worker that is still draining
-_fork = stdlib("os", "fork")
-_waitpid = stdlib("os", "waitpid")
-_select = stdlib("select", "select")
-_epoll = stdlib("select", "epoll")
-_signal = stdlib("signal", "signal")
 
 
-def supervise(config: ServerConfig) -> int:
+class WorkersFailed(RuntimeError):
+    """A worker died while draining or before it was ready: the server did not end cleanly."""
+
+
+def supervise(config: ServerConfig, backend_class: type) -> int:
     """Serve with ``config.workers`` processes until SIGTERM/SIGINT; 0 if every worker drained cleanly.
 
-    Raises :class:`~echoserver.config.ConfigError` (before any worker starts)
-    when the address cannot be bound or the backend is unavailable.
+    ``config`` must have passed :func:`echoserver.server.check` already, so that
+    no worker can fail on it. Raises :class:`~echoserver.config.ConfigError`
+    (before any worker starts) when the address cannot be bound.
     """
-    backend_class = backends.load(config.backend)
     listeners = bind_listeners(config)
     try:
         return Supervisor(config, backend_class, listeners).run()
@@ -97,7 +92,11 @@ class Supervisor:
         self.backend_class = backend_class
         self.listeners = listeners
         self.workers: dict[int, Worker] = {}  # by PID
-        self.quick_deaths = [0] * config.workers  # per slot, in a row
+        self.backoff = [RestartBackoff() for _ in range(config.workers)]
+        original = backend_class.original
+        self._fork, self._waitpid = original("os", "fork"), original("os", "waitpid")
+        self._select, self._signal = original("select", "select"), original("signal", "signal")
+        self._epoll = original("select", "epoll")
         self.restarts: dict[int, float] = {}  # slot -> when to start its next worker
         self.pending_signals: list[int] = []
         self.stopping = False
@@ -122,7 +121,7 @@ class Supervisor:
 
             self.metrics = MetricsServer(config.metrics_host, config.metrics_port, self.snapshot,
                                          lambda: self.announced and not self.stopping, config.backend,
-                                         os.getpid(), epoll=_epoll)
+                                         os.getpid(), epoll=self._epoll)
             log.info("metrics on http://%s/metrics", format_address((config.metrics_host, self.metrics.port)))
         if config.stats_interval:
             self.reporter = StatsReporter(self.snapshot, config.stats_interval)
@@ -133,7 +132,7 @@ class Supervisor:
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
-        previous = {signum: _signal(signum, self._on_signal) for signum in HANDLED_SIGNALS}
+        previous = {signum: self._signal(signum, self._on_signal) for signum in HANDLED_SIGNALS}
         previous_wakeup = signal.set_wakeup_fd(self._wake_w)
         try:
             self._start_reporting()
@@ -149,10 +148,10 @@ class Supervisor:
         finally:
             signal.set_wakeup_fd(previous_wakeup)
             for signum, handler in previous.items():
-                _signal(signum, handler)
-            for worker in self.workers.values():  # only after an exception: kill, do not orphan
-                os.kill(worker.pid, signal.SIGKILL)
-                _waitpid(worker.pid, 0)
+                self._signal(signum, handler)
+            signal_all(self.workers, signal.SIGKILL)  # only after an exception: kill, do not orphan
+            for pid in self.workers:
+                self._waitpid(pid, 0)
             os.close(self._wake_r)
             os.close(self._wake_w)
             if self.metrics:
@@ -169,7 +168,7 @@ class Supervisor:
             timeout = min(timeout, self.reporter.due_in())
         starting = [w.ready_fd for w in self.workers.values() if w.ready_fd >= 0]
         metrics = [self.metrics] if self.metrics else []
-        readable = _select([self._wake_r, *starting, *metrics], [], [], min(timeout, 1.0))[0]
+        readable = self._select([self._wake_r, *starting, *metrics], [], [], min(timeout, 1.0))[0]
         if self.metrics:  # also when nothing is readable: it closes peers past their deadline
             self.metrics.handle_ready()
         if self.reporter:
@@ -199,53 +198,31 @@ class Supervisor:
 
     def _spawn(self, slot: int) -> None:
         ready_r, ready_w = os.pipe()
-        sys.stdout.flush()
-        sys.stderr.flush()
-        # Blocked across the fork, so that a signal meant for the new worker waits
-        # until the worker has installed its own handlers.
-        signal.pthread_sigmask(signal.SIG_BLOCK, HANDLED_SIGNALS)
-        try:
-            pid = _fork()
-            if pid == 0:
-                os.close(ready_r)
-                self._become_worker(ready_w, slot)
-        finally:
-            signal.pthread_sigmask(signal.SIG_UNBLOCK, HANDLED_SIGNALS)
+        pid = fork_child(lambda: self._become_worker(ready_w, slot), fork=self._fork, block=tuple(HANDLED_SIGNALS),
+                         what="worker")
         os.close(ready_w)
         self.workers[pid] = Worker(slot, pid, ready_r, time.monotonic())
         log.debug("worker %d started (slot %d)", pid, slot)
 
-    def _become_worker(self, ready_w: int, slot: int) -> None:
-        status = 1
-        try:
-            signal.set_wakeup_fd(-1)
-            inherited = [self._wake_r, self._wake_w, *(w.ready_fd for w in self.workers.values() if w.ready_fd >= 0)]
-            if self.metrics:
-                inherited.extend(self.metrics.descriptors())
-            for fd in inherited:
-                os.close(fd)
-            os.setpgid(0, 0)
-            status = run_worker(self.config, self.backend_class, self.listeners, ready_w, os.getppid(),
-                                self.table, slot)
-        except BaseException:  # noqa: BLE001 - a worker must never return into the supervisor's loop
-            worker_log.exception("worker %d failed", os.getpid())
-        finally:
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os._exit(status)
+    def _become_worker(self, ready_w: int, slot: int) -> int:
+        signal.set_wakeup_fd(-1)
+        # The supervisor's own descriptors only: not everything but the listeners, because
+        # a patched process may hold descriptors of its own event loop.
+        inherited = [self._wake_r, self._wake_w, *(w.ready_fd for w in self.workers.values() if w.ready_fd >= 0)]
+        if self.metrics:
+            inherited.extend(self.metrics.descriptors())
+        for fd in inherited:
+            os.close(fd)
+        os.setpgid(0, 0)
+        return run_worker(self.config, self.backend_class, self.listeners, ready_w, os.getppid(), self.table, slot)
 
     def _reap(self) -> None:
-        for pid, worker in list(self.workers.items()):
-            try:
-                done, status = _waitpid(pid, os.WNOHANG)
-            except ChildProcessError:
-                done, status = pid, 255 << 8
-            if done:
-                del self.workers[pid]
-                add(self.retired, {**self.table.take(worker.slot), "active": 0})
-                if worker.ready_fd >= 0:
-                    os.close(worker.ready_fd)
-                self._worker_exited(worker, status)
+        for pid, status in reap(self.workers, self._waitpid):
+            worker = self.workers.pop(pid)
+            add(self.retired, {**self.table.take(worker.slot), "active": 0})
+            if worker.ready_fd >= 0:
+                os.close(worker.ready_fd)
+            self._worker_exited(worker, status)
 
     def _worker_exited(self, worker: Worker, status: int) -> None:
         how = describe_exit(status)
@@ -262,9 +239,7 @@ class Supervisor:
             self._begin_stop(signal.SIGTERM, quiet=True)
             return
         lived = time.monotonic() - worker.started
-        self.quick_deaths[worker.slot] = 0 if lived >= STABLE_AFTER else self.quick_deaths[worker.slot] + 1
-        quick = self.quick_deaths[worker.slot]
-        delay = min(FIRST_RESTART_DELAY * 2 ** (quick - 1), MAX_RESTART_DELAY) if quick else 0.0
+        delay = self.backoff[worker.slot].after_death(lived)
         log.warning("worker %d %s after %.1fs; restarting it in %.1fs", worker.pid, how, lived, delay)
         self.restarts[worker.slot] = time.monotonic() + delay
 
@@ -293,13 +268,11 @@ class Supervisor:
             self.kill_at = time.monotonic() + self.config.grace + KILL_MARGIN
             if not quiet:
                 log.info("received %s; draining %d worker(s) (up to %gs)", name, len(self.workers), self.config.grace)
-        for pid in self.workers:
-            os.kill(pid, signum)  # a backend takes a second signal as "force"
+        signal_all(self.workers, signum)  # a backend takes a second signal as "force"
 
     def _kill_stragglers(self) -> None:
         if self.kill_at is not None and self.workers and time.monotonic() >= self.kill_at:
             log.warning("%d worker(s) still running past the grace period: killing", len(self.workers))
-            for pid in self.workers:
-                os.kill(pid, signal.SIGKILL)
+            signal_all(self.workers, signal.SIGKILL)
             self.kill_at = None
             self.clean = False
