@@ -125,7 +125,8 @@ class EventLoopBackend(Backend):
             raise
         except Exception as exc:  # noqa: BLE001 - the one error path, as on an established connection
             kind = failure_kind(self.name, peer, exc)
-            self.stats.error(kind)
+            # Counted as the blocking loop counts it: a connection accepted, and closed with this error.
+            self.stats.closed_connection(self.stats.opened(), error=kind)
             try:
                 if kind in REFUSALS_TO_LINGER:
                     await self._linger(sock)

@@ -10,6 +10,7 @@ between threads and processes needs to show.
 
 from __future__ import annotations
 
+import os
 from echoserver.config import ServerConfig
 
 
@@ -119,6 +120,23 @@ def _longest_line(block: bytes) -> int:
     return max(len(line) + 1 for line in block.split(b"\n")[:-1])
 
 
+# A hidden hook for the suite's one-error-path test (tests/test_error_path.py): with
+# ECHOSERVER_TEST_RAISE_ON=MARKER, --handler upper raises on a message containing MARKER,
+# so that a real exception leaves a real handler on every backend, fork's connection
+# processes included (they are forked from a process started with exec, which no
+# monkey-patch made in the server process reaches). Read once; off unless set.
+_RAISE_ON = os.environ.get("ECHOSERVER_TEST_RAISE_ON", "").encode()
+
+
+class _FaultyUpperHandler(UpperHandler):
+    __slots__ = ()
+
+    def transform(self, data: bytes) -> bytes:
+        if _RAISE_ON in data:
+            raise RuntimeError(f"injected by ECHOSERVER_TEST_RAISE_ON={_RAISE_ON.decode()}")
+        return super().transform(data)
+
+
 # Plain echo keeps no state (it never closes, never errs): one instance serves
 # every connection, which saves an object per idle connection.
 PLAIN_ECHO = EchoHandler()
@@ -130,7 +148,7 @@ def make_handler(config: ServerConfig) -> Handler:
     if config.handler == "line":
         handler = LineHandler(config.cpu_work, config.max_line)
     elif config.handler == "upper":
-        handler = UpperHandler(config.cpu_work)
+        handler = (_FaultyUpperHandler if _RAISE_ON else UpperHandler)(config.cpu_work)
     elif config.cpu_work:
         handler = EchoHandler(config.cpu_work)
     else:
