@@ -7,6 +7,7 @@ one-line usage error, the Python API lets it propagate.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 import re
 from dataclasses import dataclass, field
@@ -91,6 +92,14 @@ class ServerConfig:
     tls_client_ca: str = option("", "Require client certificates signed by this CA (mutual TLS).", metavar="FILE")
     proxy_protocol: str = option("off", "Read the PROXY protocol v1/v2 header a load balancer prepends; optional: "
                                         "plain clients too.", choices=PROXY_MODES)
+    proxy_trusted: tuple[str, ...] = option(
+        ("127.0.0.0/8", "::1/128"), "Peers allowed to send a PROXY header: CIDR networks or addresses, comma-"
+        "separated or repeated (* for any). A header from any other peer closes the connection, and so does its "
+        "lack under required. Unix-socket peers are local: trusted.", metavar="CIDR,...")
+    header_timeout: float = option(5.0, "Seconds, in all, a peer gets to send its PROXY header (independent of "
+                                        "--idle-timeout).", metavar="S")
+    tls_handshake_timeout: float = option(10.0, "Seconds, in all, a peer gets to complete the TLS handshake.",
+                                          metavar="S")
     banner: str = option("", "A line sent once on connect; {hostname} and {backend} are filled in. Off by "
                              "default.", metavar="TEXT")
     # Fault injection, for testing the clients and proxies in front of the server. Off by default.
@@ -144,6 +153,9 @@ class ServerConfig:
                 raise ConfigError(option, f"{path} {state}")
         if self.proxy_protocol not in PROXY_MODES:
             raise ConfigError("proxy_protocol", f"choose one of {', '.join(PROXY_MODES)}")
+        object.__setattr__(self, "proxy_trusted", parse_networks(self.proxy_trusted))
+        _check(self.header_timeout, 0.001, 3600, "header_timeout")
+        _check(self.tls_handshake_timeout, 0.001, 3600, "tls_handshake_timeout")
         object.__setattr__(self, "delay", tuple(self.delay))
         if len(self.delay) != 2 or not 0 <= self.delay[1] <= self.delay[0] <= 3_600_000:
             shown = ":".join(f"{value:g}" for value in self.delay)
@@ -204,10 +216,26 @@ def parse_bind(spec: str) -> tuple:
             raise ConfigError("bind", f"{spec!r} names no path; write unix:/path/to/echo.sock")
         return ("unix", path)
     host, sep, port = spec.rpartition(":")
-    if not sep or not port.isdigit() or not host:
+    if not sep or not (port.isascii() and port.isdigit()) or not host:
         raise ConfigError("bind", f"{spec!r} is not HOST:PORT, [IPV6]:PORT or unix:PATH")
     _check(int(port), 0, 65535, "bind")
     return ("tcp", host.strip("[]"), int(port))
+
+
+def parse_networks(value: str | tuple[str, ...]) -> tuple[str, ...]:
+    """``"10.0.0.0/8,::1"`` (or several such) -> normalised CIDR strings; ``*`` stands for any peer."""
+    items = [item.strip() for part in ([value] if isinstance(value, str) else value) for item in part.split(",")]
+    networks = []
+    for item in filter(None, items):
+        if item == "*":
+            networks.append(item)
+            continue
+        try:
+            networks.append(str(ipaddress.ip_network(item)))
+        except ValueError as exc:
+            raise ConfigError("proxy_trusted", f"{item!r} is not an address or a network ({exc}); "
+                                               "write e.g. 10.0.0.0/8,::1 or *") from None
+    return tuple(networks)
 
 
 def _check(value: float, low: float, high: float, option: str) -> None:

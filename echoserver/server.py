@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import sys
 import threading
 from typing import Callable, Iterator
 
@@ -20,7 +19,7 @@ from echoserver.net.tls import server_context
 from echoserver.net.limits import check_backlog, raise_open_file_limit
 from echoserver.net.listener import bind_listeners, remove_files, unix_paths
 from echoserver.observability.logs import StatsReporter
-from echoserver.observability.ready import ready_line
+from echoserver.observability.ready import announce
 from echoserver.observability.reporting import reporting
 from echoserver.observability.stats import describe_totals, empty
 
@@ -77,7 +76,7 @@ def serve(config: ServerConfig, *, on_ready: Callable[[tuple], None] | None = No
     def ready() -> None:
         accepting.set()
         for address in addresses:
-            print(ready_line(address, config.backend), file=sys.stderr, flush=True)
+            announce(address, config.backend)
         # The stats line starts with the server, never before its ready line (a backend may
         # take a moment to start: fork starts its fork server first).
         if config.stats_interval:

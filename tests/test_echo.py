@@ -150,6 +150,13 @@ def test_line_handler_echoes_whole_lines_and_refuses_long_ones(backend, start_se
         assert reply.startswith(b"ERROR line longer than 16 bytes")
 
 
+def test_line_handler_echoes_the_valid_lines_sent_with_an_overlong_one(backend, start_server) -> None:
+    server = start_server("--backend", backend, "--handler", "line", "--max-line", "8")
+    with connect(server.address) as sock:
+        sock.sendall(b"one\ntwo\n" + b"x" * 20 + b"\nnever\n")  # one write: most likely one read
+        assert recv_until_eof(sock) == b"one\ntwo\nERROR line longer than 8 bytes\n"
+
+
 def test_io_delay_shows_in_the_round_trip(backend, start_server) -> None:
     server = start_server("--backend", backend, "--io-delay", "50")
     assert round_trip_time(server.address) >= 0.045

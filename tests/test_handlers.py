@@ -52,11 +52,15 @@ def test_line_handler_flushes_an_unterminated_tail_at_eof() -> None:
     assert handler.eof() == b"b"
 
 
-@pytest.mark.parametrize("chunks", [[b"x" * 11], [b"x" * 6, b"x" * 6], [b"ok\n" + b"y" * 10 + b"\n"]])
-def test_line_longer_than_max_line_is_refused_and_closes(chunks) -> None:
+@pytest.mark.parametrize("chunks, before", [([b"x" * 11], b""), ([b"x" * 6, b"x" * 6], b""),
+                                            ([b"ok\n" + b"y" * 10 + b"\n"], b"ok\n"),
+                                            ([b"a\nbb\n" + b"y" * 11], b"a\nbb\n"),
+                                            ([b"a\n" + b"y" * 11 + b"\nc\n"], b"a\n")])
+def test_line_longer_than_max_line_is_refused_and_closes(chunks, before) -> None:
+    """The valid lines before the first too long one, even in the same read, are echoed; nothing after it."""
     handler = LineHandler(max_line=10)
     replies = [handler.feed(chunk)[0] for chunk in chunks]
-    assert replies[-1] == b"ERROR line longer than 10 bytes\n"
+    assert replies[-1] == before + b"ERROR line longer than 10 bytes\n"
     assert handler.closing
     assert handler.feed(b"more\n") == (b"", 0)
 

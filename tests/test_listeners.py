@@ -57,6 +57,36 @@ def test_a_unix_path_in_use_or_not_a_socket_is_a_one_line_error(start_server, tm
     assert regular.read_text() == "not a socket"
 
 
-@pytest.mark.parametrize("spec", ["8080", "localhost:", "unix:", "[::1]:99999"])
+@pytest.mark.parametrize("spec", ["8080", "localhost:", "unix:", "[::1]:99999", "127.0.0.1:\u00b2", "[::1]:\u0661"])
 def test_bad_bind_values(spec) -> None:
     assert_one_line_error(run_cli("--bind", spec), 2, "--bind")
+
+
+def test_a_unicode_digit_in_ECHOSERVER_BIND_is_a_one_line_error() -> None:
+    assert_one_line_error(run_cli(env={"ECHOSERVER_BIND": "127.0.0.1:\u00b2"}), 2, "--bind")
+
+
+def test_a_unix_path_too_long_says_how_long_and_what_to_do(tmp_path) -> None:
+    path = str(tmp_path / ("x" * 120))
+    result = run_cli("--bind", f"unix:{path}")
+    assert_one_line_error(result, 2, "more than the 107", "shorter path")
+    assert "None" not in result.stderr
+
+
+@pytest.mark.parametrize("replacement", ["regular file", "another server's socket"])
+def test_exit_removes_only_the_socket_file_it_created(start_server, tmp_path, replacement) -> None:
+    path = tmp_path / "echo.sock"
+    first = start_server("--backend", "thread", "--bind", f"unix:{path}")
+    os.unlink(path)
+    if replacement == "regular file":
+        path.write_text("someone else's")
+    else:
+        other = socket.socket(socket.AF_UNIX)
+        other.bind(str(path))
+        other.listen()
+    identity = os.stat(path).st_ino
+    assert first.stop() == 0
+    assert path.exists() and os.stat(path).st_ino == identity, f"the {replacement} at the path was removed"
+    if replacement != "regular file":
+        assert echo_over(socket.AF_UNIX, str(path), b"") == b""  # still connectable: nothing unlinked it
+        other.close()

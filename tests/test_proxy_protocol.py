@@ -5,7 +5,7 @@ from __future__ import annotations
 import struct
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from echoserver.sansio.proxy_protocol import (
@@ -369,3 +369,83 @@ def test_arbitrary_input_yields_a_decision_or_a_protocol_error(stream, cuts, mod
                 break
     except ProxyProtocolError as error:
         assert "\n" not in str(error)
+
+
+# -- the answer does not depend on how the bytes were split ----------------------------
+
+def outcome(chunks: list[bytes], mode: str) -> tuple:
+    """Everything the reader decides for a stream cut into ``chunks``: the fields and the bytes after the
+    header, or the error; ("undecided",) if the bytes never sufficed."""
+    reader = ProxyHeaderReader(mode)
+    try:
+        for i, chunk in enumerate(chunks):
+            payload = reader.feed(chunk)
+            if payload is not None:
+                rest = payload + b"".join(chunks[i + 1:])
+                return ("decided", reader.version, reader.command, reader.source, reader.destination, rest)
+    except ProxyProtocolError as error:
+        return ("error", str(error).split(":")[0])  # not the quoted bytes seen so far, which depend on the split
+    return ("undecided",)
+
+
+headerish = st.one_of(
+    st.binary(max_size=130),
+    st.binary(max_size=120).map(lambda b: b"PROXY " + b),
+    st.binary(max_size=120).map(lambda b: V2_SIGNATURE + b),
+    st.text(alphabet="PROXYTCP46UNKW :.0123456789\r\n", max_size=120).map(lambda t: ("PROXY " + t).encode()),
+    st.builds(lambda pair, tail: encode_v1(*pair) + tail,
+              st.sampled_from([IPV4, IPV6]), st.binary(max_size=20)),
+    # v1 lines made of the tokens a header is made of, line ends of every kind among them.
+    st.lists(st.sampled_from(["UNKNOWN", "TCP4", "TCP6", " ", "x", "1.2.3.4", "::1", "80", "\n", "\r", "\r\n"]),
+             max_size=12).map(lambda tokens: ("PROXY " + "".join(tokens)).encode()),
+)
+
+
+@example(b"PROXY UNKNOWN x\ny\r\n", [16], "optional")  # issue 13: accepted whole, refused byte by byte
+@given(headerish, st.lists(st.integers(0, 140), max_size=8), st.sampled_from(["optional", "required"]))
+def test_the_answer_does_not_depend_on_how_the_bytes_are_split(stream, cuts, mode) -> None:
+    assert outcome(split_at(stream, cuts), mode) == outcome([stream], mode)
+
+
+@pytest.mark.parametrize("mode", ["optional", "required"])
+def test_a_bare_lf_inside_a_v1_line_is_refused_whole_or_byte_by_byte(mode) -> None:
+    stream = b"PROXY UNKNOWN x\ny\r\n"
+    whole, trickled = outcome([stream], mode), outcome([bytes([b]) for b in stream], mode)
+    assert whole == trickled and whole[0] == "error" and "bare LF" in whole[1]
+
+
+# -- peeking readers take only the header off the stream ------------------------------
+
+@given(st.sampled_from([1, 2]), st.sampled_from([IPV4, IPV6]), st.binary(max_size=50),
+       st.lists(st.integers(0, 200), max_size=6))
+def test_take_leaves_exactly_the_payload_in_the_stream(version, pair, payload, cuts) -> None:
+    """What an I/O layer that peeks sees: the bytes it takes are the header, no more, however they arrive."""
+    stream = ENCODERS[version](*pair) + payload
+    reader, taken = ProxyHeaderReader("required"), 0
+    for chunk in split_at(stream, cuts):
+        peeked = stream[taken:taken + len(chunk)] if not reader.done else b""
+        if not peeked:
+            continue
+        taken += reader.take(peeked)
+        if reader.done:
+            break
+    assert reader.done and reader.leftover == b""
+    assert stream[taken:] == payload and reader.source == pair[0]
+
+
+def test_take_hands_back_what_looked_like_a_signature_in_optional_mode() -> None:
+    reader = ProxyHeaderReader("optional")
+    assert reader.take(b"PRO") == 3 and not reader.done  # could still be a header: taken
+    assert reader.take(b"MPT") == 0 and reader.done  # it was not: nothing more taken...
+    assert reader.leftover == b"PRO"  # ...and the first bytes go to the handler first
+
+
+def test_trusted_sources() -> None:
+    from echoserver.sansio.proxy_protocol import TrustedSources
+
+    loopback = TrustedSources(("127.0.0.0/8", "::1/128"))
+    assert ("127.0.0.1", 1) in loopback and ("::1", 1, 0, 0) in loopback
+    assert ("::ffff:127.0.0.1", 1, 0, 0) in loopback  # IPv4 on a dual-stack socket
+    assert ("10.0.0.1", 1) not in loopback and ("2001:db8::1", 1, 0, 0) not in loopback
+    assert "" in loopback  # a Unix-socket peer is on this host
+    assert ("203.0.113.9", 1) in TrustedSources(("*",))

@@ -1,10 +1,10 @@
 """What a connection does between its TCP connect and its first message.
 
 With ``--tls``, ``--send-proxy`` or ``--banner-lines`` a connection is not
-ready when the TCP connect completes: it still has a TLS handshake to make, a
-PROXY header to send and banner lines to read and drop, in that order (the
-order echoserver expects them in: the header and the banner travel inside
-TLS). :meth:`Opening.steps` is those steps written once as a generator over
+ready when the TCP connect completes: it still has a PROXY header to send, a
+TLS handshake to make and banner lines to read and drop, in that order (the
+order HAProxy and echoserver use: the header in clear, before the ClientHello;
+the banner inside TLS). :meth:`Opening.steps` is those steps written once as a generator over
 one socket. On a non-blocking socket it yields the epoll event it waits for
 and the epoll worker resumes it when that event arrives; on a blocking one
 it never waits, so the blocking engine simply runs it to the end. A plain TCP
@@ -62,6 +62,14 @@ class Opening:
         (``ssl.SSLError`` included) when the connection fails on the way.
         """
         sock = holder.sock
+        if self.proxy:
+            local, peer = sock.getsockname(), sock.getpeername()
+            header = memoryview(_ENCODERS[self.proxy](local[:2], peer[:2]))
+            while header:
+                try:
+                    header = header[sock.send(header):]
+                except BlockingIOError:
+                    yield WAIT_OUT
         if self.context is not None:
             sock = holder.sock = self.context.wrap_socket(sock, server_hostname=self.server_name,
                                                           do_handshake_on_connect=False)
@@ -74,16 +82,6 @@ class Opening:
                 except ssl.SSLWantWriteError:
                     yield WAIT_OUT
         yield CONNECTED
-        if self.proxy:
-            local, peer = sock.getsockname(), sock.getpeername()
-            header = memoryview(_ENCODERS[self.proxy](local[:2], peer[:2]))
-            while header:
-                try:
-                    header = header[sock.send(header):]
-                except (BlockingIOError, ssl.SSLWantWriteError):
-                    yield WAIT_OUT
-                except ssl.SSLWantReadError:
-                    yield WAIT_IN
         lines = self.banner_lines
         while lines > 0:
             try:

@@ -16,10 +16,11 @@ import threading
 from abc import ABC, abstractmethod
 from typing import Callable, ClassVar
 
+from echoserver.backends.state import ServerState
 from echoserver.config import ServerConfig
-from echoserver.observability.stats import Stats
 from echoserver.net.limits import open_file_limit
 from echoserver.net.tls import server_context
+from echoserver.observability.stats import Stats
 
 log = logging.getLogger("echoserver")
 
@@ -42,12 +43,33 @@ class Backend(ABC):
 
     def __init__(self, config: ServerConfig, stats: Stats | None = None) -> None:
         self.config = config
-        self.stats = stats if stats is not None else Stats()
-        self.stopping = False  # stop accepting, drain what is connected
-        self.forcing = False  # close whatever is still connected, now
         self.tls = server_context(config, self.ssl_module())
         self.banner = banner_bytes(config.banner, self.name)
+        # All that a connection loop sees of its backend (see echoserver.backends.state).
+        self.state = self.new_state(stats if stats is not None else Stats())
+        self.forcing = False  # close whatever is still connected, now
         self._starved = False  # accept() is failing for lack of descriptors
+
+    def new_state(self, stats: Stats) -> ServerState:
+        """The narrow view the connections get; a backend adds its own ways to wait."""
+        return ServerState(self.name, self.config, stats, self.tls, self.banner)
+
+    @property
+    def stopping(self) -> bool:
+        """Stop accepting, drain what is connected; connections read it from the state."""
+        return self.state.stopping
+
+    @stopping.setter
+    def stopping(self, value: bool) -> None:
+        self.state.stopping = value
+
+    @property
+    def stats(self) -> Stats:
+        return self.state.stats
+
+    @stats.setter
+    def stats(self, value: Stats) -> None:
+        self.state.stats = value  # a fork child starts afresh
 
     @abstractmethod
     def run(self, listeners: list[socket.socket], ready: Callable[[], None], *,

@@ -14,15 +14,15 @@ import logging
 import select
 import signal
 import socket
-import threading
 import time
 from abc import abstractmethod
-from typing import Callable
+from typing import Any, Callable
 
+from echoserver.backends.base import Backend
+from echoserver.backends.state import ServerState, poll_socket
+from echoserver.backends.stream import BlockingConnection
 from echoserver.config import ServerConfig
 from echoserver.observability.stats import Stats
-from echoserver.backends.base import Backend
-from echoserver.backends.stream import BlockingConnection
 
 log = logging.getLogger("echoserver")
 
@@ -38,9 +38,16 @@ class BlockingBackend(Backend):
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
-        self.connections: set[BlockingConnection] = set()
-        self._lock = threading.Lock()
         self.listeners: list[socket.socket] = []
+
+    def new_state(self, stats: Stats) -> ServerState:
+        return ServerState(self.name, self.config, stats, self.tls, self.banner, sleep=self.sleep,
+                           wait_socket=self.wait_socket, on_closed=self._connection_ended)
+
+    @property
+    def connections(self) -> dict:
+        """The connections being served (read-only use: the state owns the set)."""
+        return self.state.connections
 
     # -- what subclasses change -------------------------------------------------
 
@@ -53,6 +60,10 @@ class BlockingBackend(Backend):
 
     def wait_readable(self, socks: list, timeout: float | None) -> list:
         return select.select(socks, [], [], timeout)[0]
+
+    def wait_socket(self, sock: Any, writable: bool, timeout: float) -> bool:
+        """Wait until one connection's socket is readable (or writable); False on timeout."""
+        return poll_socket(sock, writable, timeout)
 
     def install_signal_handlers(self) -> None:
         super().install_signal_handlers()
@@ -117,22 +128,22 @@ class BlockingBackend(Backend):
                 self.accept_succeeded()
                 if sock.family != socket.AF_UNIX:
                     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # as asyncio does
-                connection = BlockingConnection(sock, self, peer)
-                with self._lock:
-                    self.connections.add(connection)
+                connection = BlockingConnection(sock, self.state, peer)
+                self.state.opened(connection)
                 self.dispatch(connection)
 
     def serve(self, connection: BlockingConnection) -> None:
-        """Run one connection to its end; whoever runs connections calls this."""
+        """Run one connection to its end; whoever runs connections calls this (it never raises)."""
         try:
             if self.stopping:
                 connection.drain()
             connection.run()
         finally:
-            with self._lock:
-                self.connections.discard(connection)
-            if self.config.max_connections or self.stopping:
-                self.wake()
+            self.state.closed(connection)
+
+    def _connection_ended(self) -> None:
+        if self.config.max_connections or self.stopping:
+            self.wake()
 
     def wake(self) -> None:
         try:
@@ -166,5 +177,4 @@ class BlockingBackend(Backend):
             self.sleep(0.02)
 
     def _snapshot(self) -> list[BlockingConnection]:
-        with self._lock:
-            return list(self.connections)
+        return self.state.live()

@@ -22,6 +22,7 @@ import logging
 import os
 import select
 import signal
+import threading
 import time
 
 from echoserver.backends.blocking import BlockingBackend
@@ -46,6 +47,7 @@ class ForkPerConnectionBackend(BlockingBackend):
         self._free_rows = list(range(self.limit))
         self.forkserver: ForkServerClient | None = None
         self.backoff = RestartBackoff()
+        self._lock = threading.Lock()  # rows and totals change together (snapshot may run on another thread)
         self.restart_at: float | None = None
         self._kill_signal = signal.SIGTERM  # what a process forked during the drain gets at once
 
@@ -85,8 +87,7 @@ class ForkPerConnectionBackend(BlockingBackend):
                 become_subreaper(False)
 
     def dispatch(self, connection: BlockingConnection) -> None:
-        with self._lock:
-            self.connections.discard(connection)  # a connection process serves it; this one counts rows
+        self.state.closed(connection)  # a connection process serves it; this one counts rows
         row = self._free_rows.pop()
         self.stats.count("accepted")
         self.rows[row] = 0

@@ -51,22 +51,16 @@ FD = struct.Struct("=i")
 FD_SPACE = socket.CMSG_SPACE(FD.size)
 
 
-class Owner:
-    """What the connection loop reads off whoever runs it: config, counters, TLS, banner, how to sleep."""
+def Owner(config, tls, banner: bytes):  # noqa: N802 - stands where a class stood
+    """What the connection loop reads off whoever runs it: the backends' ServerState (config, TLS, banner,
+    how to sleep and wait). Its counters are set before the first fork; each child counts into its own copy."""
+    from echoserver.backends.state import ServerState
 
-    def __init__(self, config, tls, banner: bytes) -> None:
-        self.config = config
-        self.tls = tls
-        self.banner = banner
-        self.stats = None  # zeros, made once before the first fork; each child counts into its own copy
-
-    @staticmethod
-    def sleep(seconds: float) -> None:
-        time.sleep(seconds)
+    return ServerState("fork", config, None, tls, banner)  # type: ignore[arg-type]
 
 
 class ForkServer:
-    def __init__(self, ctl: socket.socket, owner: Owner, table, requests) -> None:
+    def __init__(self, ctl: socket.socket, owner, table, requests) -> None:
         # Everything a child runs is imported here, once, before any fork: an import in the
         # child would cost every connection its own copy of the module.
         from echoserver.backends.stream import BlockingConnection

@@ -11,7 +11,7 @@ select and sleep explicitly, so it also works embedded in an unpatched process.
 from __future__ import annotations
 
 import socket
-from typing import Callable
+from typing import Any, Callable
 
 import gevent
 import gevent.pool
@@ -65,4 +65,12 @@ class GeventBackend(BlockingBackend):
 
     def wait_readable(self, socks: list, timeout: float | None) -> list:
         return gevent.select.select(socks, [], [], timeout)[0]
+
+    def wait_socket(self, sock: Any, writable: bool, timeout: float) -> bool:
+        wait = gevent.socket.wait_write if writable else gevent.socket.wait_read
+        try:
+            wait(sock.fileno(), timeout)
+        except socket.timeout:
+            return False
+        return True
 

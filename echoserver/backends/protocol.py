@@ -19,14 +19,15 @@ import asyncio
 import collections
 import logging
 import socket
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
+from echoserver.backends.closing import LINGER_SECONDS, failure_kind, record_close, reset_connection, shutdown_socket
+from echoserver.backends.state import ServerState
 from echoserver.sansio.faults import Pacing
 from echoserver.sansio.handlers import PLAIN_ECHO, make_handler
-from echoserver.backends.stream import LINGER_SECONDS, error_kind, log_failure, record_close, reset_connection, shutdown_socket
 
 if TYPE_CHECKING:
-    from echoserver.backends.eventloop import EventLoopBackend
+    from echoserver.sansio.proxy_protocol import ProxyHeaderReader
 
 log = logging.getLogger("echoserver.connection")
 
@@ -36,20 +37,22 @@ class EchoProtocol(asyncio.Protocol):
     # is what the event-loop backends are chosen for. The protocol is its own
     # counter object (bytes_in, bytes_out, messages), registered with the stats.
     __slots__ = ("server", "handler", "pacing", "plain", "transport", "bytes_in", "bytes_out", "messages",
-                 "seen_bytes_in", "quiet_since", "idle_closed", "backlog", "backlog_bytes", "worker", "eof",
-                 "writing_paused", "reading_paused", "lingering")
+                 "seen_bytes_in", "quiet_since", "ended", "backlog", "backlog_bytes", "worker", "eof",
+                 "writing_paused", "reading_paused", "lingering", "proxy")
 
-    def __init__(self, server: "EventLoopBackend") -> None:
+    def __init__(self, server: ServerState, proxy: "ProxyHeaderReader | None" = None) -> None:
         config = server.config
-        self.server = server
+        self.server = server  # the narrow owner: settings, counters, the live set, the loop
+        self.proxy = proxy  # the PROXY header read before the transport existed, if any
         self.handler = make_handler(config)
         self.pacing = Pacing(config) if config.paced else None
         self.plain = self.handler is PLAIN_ECHO and self.pacing is None  # as in BlockingConnection._echo
-        self.transport: asyncio.Transport | None = None
+        # Set by connection_made, before any other callback can run.
+        self.transport: asyncio.Transport = None  # type: ignore[assignment]
         self.bytes_in = self.bytes_out = self.messages = 0
         self.seen_bytes_in = -1  # what the idle sweeper saw last time: unchanged means idle
         self.quiet_since = 0.0
-        self.idle_closed = False
+        self.ended: str | None = None  # "idle", or the error kind that ended it
         self.backlog: collections.deque | None = None  # paced replies only: chunks waiting, in order
         self.backlog_bytes = 0
         self.worker: asyncio.Task | None = None
@@ -60,40 +63,53 @@ class EchoProtocol(asyncio.Protocol):
 
     # -- transport callbacks ----------------------------------------------------
 
-    def connection_made(self, transport: asyncio.Transport) -> None:
-        self.transport = transport
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport = cast(asyncio.Transport, transport)
         transport.set_write_buffer_limits(high=self.server.config.write_buffer_limit)
         if hasattr(transport, "max_size"):  # asyncio's recv size (uvloop reads into a buffer of its own)
             # 256 KiB by default: above glibc's initial mmap threshold, so every read of a fresh
             # server was an mmap+mremap+munmap (4x the CPU per message until a big free raised it).
             transport.max_size = self.server.config.buffer_size
         self.server.stats.opened(self)
-        self.server.connections[self] = None
+        self.server.opened(self)
         if self.server.banner:
             transport.write(self.server.banner)
             self.bytes_out += len(self.server.banner)
+        if self.proxy is not None and self.proxy.leftover:
+            self.data_received(self.proxy.leftover)  # payload taken while looking for a header
         if self.server.stopping:
             self.drain()
 
     def data_received(self, data: bytes) -> None:
-        n = len(data)
-        self.bytes_in += n
-        if self.plain:
-            self.transport.write(data)
-            self.bytes_out += n
-            self.messages += 1
-        elif self.lingering:
-            pass
-        elif self.pacing is None:
-            self._reply(*self.handler.feed(data))
-        else:
-            if self.backlog is None:
-                self.backlog = collections.deque()
-            self.backlog.append(data)
-            self.backlog_bytes += n
-            self._update_reading()
-            if self.worker is None:
-                self.worker = self.server.loop.create_task(self._paced_replies())
+        # try costs nothing in 3.11 until something raises; then it is the one error path,
+        # not asyncio's "Fatal error: protocol.data_received() call failed" plus our own log.
+        try:
+            n = len(data)
+            self.bytes_in += n
+            if self.plain:
+                self.transport.write(data)
+                self.bytes_out += n
+                self.messages += 1
+            elif self.lingering:
+                pass
+            elif self.pacing is None:
+                self._reply(*self.handler.feed(data))
+            else:
+                if self.backlog is None:
+                    self.backlog = collections.deque()
+                self.backlog.append(data)
+                self.backlog_bytes += n
+                self._update_reading()
+                if self.worker is None:
+                    self.worker = self.server.start_task(self._paced_replies())
+        except Exception as exc:  # noqa: BLE001 - any bug: logged and counted once, this connection only
+            self._fail(exc)
+
+    def _fail(self, exc: BaseException) -> None:
+        """The one error path (see echoserver.backends.closing), then cut this connection."""
+        if self.ended is None:
+            self.ended = failure_kind(self.server.backend, self.peer, exc)
+        self.transport.abort()
 
     def eof_received(self) -> bool | None:
         if self.lingering:
@@ -101,7 +117,11 @@ class EchoProtocol(asyncio.Protocol):
             return None
         self.eof = True
         if self.worker is None:
-            self._finish()
+            try:
+                self._finish()
+            except Exception as exc:  # noqa: BLE001 - see data_received
+                self._fail(exc)
+                return None
         # Keep the transport open until _finish has queued every reply. (TLS
         # transports close on EOF whatever we answer, after flushing.)
         return None if self.server.tls else True
@@ -115,15 +135,26 @@ class EchoProtocol(asyncio.Protocol):
         self._update_reading()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        error = None
-        if exc is not None:
-            error = error_kind(exc)
-            log_failure(self.peer, exc, error)
+        if exc is not None and self.ended is None:
+            self.ended = failure_kind(self.server.backend, self.peer, exc)
         if self.worker is not None:
             self.worker.cancel()
-        self.server.connections.pop(self, None)
-        record_close(self.server.stats, self, self.handler, self.peer, idle=self.idle_closed, error=error)
-        self.server.connection_closed()
+        ended = self.ended
+        idle = ended == "idle"
+        record_close(self.server.stats, self, self.peer, idle=idle, error=None if idle else ended, proxy=self.proxy)
+        self.server.closed(self)
+
+    def check_idle(self, now: float, timeout: float) -> None:
+        """Called by the idle sweeper: close this connection if it made no progress for ``timeout``."""
+        if self.bytes_in != self.seen_bytes_in or self.worker is not None:
+            self.seen_bytes_in = self.bytes_in
+            self.quiet_since = now
+        elif now - self.quiet_since >= timeout and self.ended is None:
+            log.debug("closing %s: idle for %ss", self.peer, timeout)
+            self.ended = "idle"
+            transport = self.transport
+            # close() would wait for a stalled reader to take what is buffered.
+            (transport.abort if transport.get_write_buffer_size() else transport.close)()
 
     # -- replies ----------------------------------------------------------------
 
@@ -145,47 +176,56 @@ class EchoProtocol(asyncio.Protocol):
             return
         self.lingering = True
         transport.write_eof()
-        self.server.loop.call_later(LINGER_SECONDS, transport.close)
+        asyncio.get_running_loop().call_later(LINGER_SECONDS, transport.close)
 
     async def _paced_replies(self) -> None:
         """Replies in order, each after its wait (a sleep that yields to the loop) and its faults."""
         pacing, stats, transport = self.pacing, self.server.stats, self.transport
+        assert pacing is not None, "only paced connections start this task"
         try:
-            while self.backlog:
-                data = self.backlog.popleft()
-                self.backlog_bytes -= len(data)
-                self._update_reading()
-                reply, units = self.handler.feed(data)
-                wait = pacing.wait_before_reply(units)
-                if wait:
-                    await asyncio.sleep(wait)
-                    if pacing.delay:
-                        stats.count("fault_delayed")
-                if transport.is_closing() or self.lingering:
-                    return
-                if units and pacing.reset_now():
-                    stats.count("fault_reset")
-                    reset_connection(transport.get_extra_info("socket"))
-                    transport.abort()
-                    return
-                reply, spent = pacing.allow(reply)
-                if pacing.trickle and reply:
-                    stats.count("fault_trickled")
-                    for piece, pause in pacing.pieces(reply):
-                        self._reply(bytes(piece), 0)
-                        await asyncio.sleep(pause)
-                        if transport.is_closing():
-                            return
-                    reply = b""
-                self._reply(reply, units)
-                if spent:
-                    stats.count("fault_truncated")
-                    self._end()
-                    return
+            finished = await self._paced_backlog(pacing, stats, transport)
+        except Exception as exc:  # noqa: BLE001 - see data_received
+            self._fail(exc)
+            return
         finally:
             self.worker = None
-        if self.eof:
+        if finished and self.eof:
             self._finish()
+
+    async def _paced_backlog(self, pacing: Pacing, stats, transport: asyncio.Transport) -> bool:
+        """Work through the backlog; False if the connection ended on the way."""
+        while self.backlog:
+            data = self.backlog.popleft()
+            self.backlog_bytes -= len(data)
+            self._update_reading()
+            reply, units = self.handler.feed(data)
+            wait = pacing.wait_before_reply(units)
+            if wait:
+                await asyncio.sleep(wait)
+                if pacing.delay:
+                    stats.count("fault_delayed")
+            if transport.is_closing() or self.lingering:
+                return False
+            if units and pacing.reset_now():
+                stats.count("fault_reset")
+                reset_connection(transport.get_extra_info("socket"))
+                transport.abort()
+                return False
+            reply, spent = pacing.allow(reply)
+            if pacing.trickle and reply:
+                stats.count("fault_trickled")
+                for piece, pause in pacing.pieces(reply):
+                    self._reply(bytes(piece), 0)
+                    await asyncio.sleep(pause)
+                    if transport.is_closing():
+                        return False
+                reply = b""
+            self._reply(reply, units)
+            if spent:
+                stats.count("fault_truncated")
+                self._end()
+                return False
+        return True
 
     def _finish(self) -> None:
         tail = self.handler.eof()

@@ -12,115 +12,60 @@ hold the rest.
 
 from __future__ import annotations
 
-import _socket
-import errno
 import logging
-import os
 import socket
-import struct
-from typing import TYPE_CHECKING
+import time
 
+from echoserver.backends.closing import (REFUSALS_TO_LINGER, Refused, ResetInjected, failure_kind, linger, record_close,
+                                         reset_connection, shutdown_socket)
+from echoserver.backends.state import ServerState
 from echoserver.sansio.faults import Pacing
 from echoserver.sansio.handlers import PLAIN_ECHO, make_handler
-from echoserver.net.tls import HANDSHAKE_TIMEOUT
-
-if TYPE_CHECKING:
-    from echoserver.backends.blocking import BlockingBackend
+from echoserver.sansio.proxy_protocol import ProxyHeaderReader, ProxyProtocolError
 
 log = logging.getLogger("echoserver.connection")
 
-# What a misbehaving or vanished peer looks like: routine, logged at debug level.
-PEER_ERRNOS = {
-    errno.ECONNRESET: "reset",
-    errno.EPIPE: "broken_pipe",
-    errno.ECONNABORTED: "aborted",
-    errno.ETIMEDOUT: "timeout",
-    errno.ENOTCONN: "not_connected",
-    errno.EHOSTUNREACH: "unreachable",
-}
-
-
-def error_kind(exc: BaseException) -> str:
-    """What ended a connection: a peer's doing (``reset``, ``tls``...), or ``server`` if it was ours."""
-    kind = PEER_ERRNOS.get(getattr(exc, "errno", None))
-    if kind is None and "SSL" in type(exc).__name__:
-        kind = "tls"  # a failed handshake or a broken TLS stream: the peer's, whichever ssl module raised it
-    return kind or "server"
-
-
-def log_failure(peer: object, exc: BaseException, kind: str) -> None:
-    """A peer's misbehaviour is routine (debug); a failure of ours is not (warning)."""
-    (log.warning if kind == "server" else log.debug)("connection %s: %s", peer, exc)
-
-
-def record_close(stats, counters, handler, peer: object, *, idle: bool = False, error: str | None = None) -> None:
-    """What every backend does as a connection ends: say why the handler closed it, and count it."""
-    if handler.error:
-        error = "proxy_header"
-        log.warning("closing %s: %s", peer, handler.error)
-    if handler.proxy_version:
-        stats.count(f"proxied_v{handler.proxy_version}")
-        log.debug("connection %s was %s:%s behind a proxy", peer, *handler.source or ("?", "?"))
-    stats.closed_connection(counters, idle=idle, error=error)
-
-
-LINGER_SECONDS = 2.0  # after the server ends a connection, how long it reads and discards before closing
-LINGER_BYTES = 1 << 20
-
-
-def linger(sock: socket.socket) -> None:
-    """Read and discard what the peer still sends, briefly, after our FIN.
-
-    Closing a socket with unread data makes the kernel send an RST, and an RST
-    can destroy our last reply (an error line, the end of a byte budget) before
-    the peer has read it. Waiting for the peer's own FIN avoids that.
-    """
-    sock.settimeout(LINGER_SECONDS)
-    discarded = 0
-    try:
-        while discarded < LINGER_BYTES and (chunk := sock.recv(65536)):
-            discarded += len(chunk)
-    except OSError:
-        pass  # timed out or reset: we are closing anyway
-
-
-class ResetInjected(Exception):
-    """``--reset-probability`` chose this reply: the connection ends with an RST."""
-
-
-def reset_connection(sock: object) -> None:
-    """Make the coming close an RST (SO_LINGER 0) rather than a FIN."""
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+PEEK_SIZE = 4096  # a PROXY header is read in peeks of at most this many bytes
 
 
 class BlockingConnection:
-    """One client on a blocking socket, served until it or the server is done."""
+    """One client on a blocking socket, served until it or the server is done.
 
-    __slots__ = ("sock", "backend", "peer", "_drained")
+    Its phases, each with a total deadline: the PROXY header (``--header-timeout``,
+    read in clear, before TLS, as HAProxy sends it), the TLS handshake
+    (``--tls-handshake-timeout``), then the echo itself (``--idle-timeout`` per
+    read and per reply), and the linger after the server ends it (2 s).
+    """
 
-    def __init__(self, sock: socket.socket, backend: "BlockingBackend", peer: object = None) -> None:
+    __slots__ = ("sock", "state", "peer", "_drained")
+
+    def __init__(self, sock: socket.socket, state: ServerState, peer: object = None) -> None:
         self.sock = sock
-        self.backend = backend
+        self.state = state
         self.peer = peer
         self._drained = False
 
     def run(self) -> None:
-        backend, config = self.backend, self.backend.config
-        stats = backend.stats
+        """Serve the connection to its end; never raises (the one error path counts and logs)."""
+        state, config = self.state, self.state.config
+        stats = state.stats
         counters = stats.opened()
         handler = make_handler(config)
         idle = False
-        error = None
+        error = proxy = None
         try:
-            if backend.tls is not None:
-                self.sock.settimeout(HANDSHAKE_TIMEOUT)
-                self.sock = backend.tls.wrap_socket(self.sock, server_side=True)
+            first = b""
+            if config.proxy_protocol != "off":
+                proxy = self._read_proxy_header()
+                first = proxy.leftover
+            if state.tls is not None:
+                self._handshake()
             sock = self.sock
             sock.settimeout(config.idle_timeout or None)
-            if backend.banner:
-                sock.sendall(backend.banner)
-                counters.bytes_out += len(backend.banner)
-            ended_by_peer = self._echo(sock, handler, counters, Pacing(config) if config.paced else None)
+            if state.banner:
+                sock.sendall(state.banner)
+                counters.bytes_out += len(state.banner)
+            ended_by_peer = self._echo(sock, handler, counters, Pacing(config) if config.paced else None, first)
             sock.shutdown(socket.SHUT_WR)
             if not ended_by_peer:
                 linger(sock)
@@ -128,17 +73,89 @@ class BlockingConnection:
             idle = True
             log.debug("closing %s: idle for %ss", self.peer, config.idle_timeout)
         except ResetInjected:
-            log.debug("reset %s (fault injection)", self.peer)
-        except OSError as exc:
-            error = error_kind(exc)
-            log_failure(self.peer, exc, error)
+            pass  # --reset-probability: counted as a fault when it was chosen
+        except Exception as exc:  # noqa: BLE001 - the one error path: whatever it is, log it once, count it once
+            error = failure_kind(state.backend, self.peer, exc)
+            if error in REFUSALS_TO_LINGER:
+                shutdown_socket(self.sock, socket.SHUT_WR)
+                linger(self.sock)
         finally:
             self.sock.close()
-            record_close(stats, counters, handler, self.peer, idle=idle, error=error)
+            record_close(stats, counters, self.peer, idle=idle, error=error, proxy=proxy)
 
-    def _echo(self, sock: socket.socket, handler, counters, pacing: Pacing | None) -> bool:
-        """The loop: read, hand to the handler, send what it returns, until EOF (True) or the server closes."""
-        recv, sendall, feed, size = sock.recv, sock.sendall, handler.feed, self.backend.config.buffer_size
+    def _read_proxy_header(self) -> ProxyHeaderReader:
+        """The PROXY header, within ``--header-timeout`` in all, leaving whatever follows it unread.
+
+        It peeks and then takes only the header's bytes, so that a TLS
+        ClientHello sent right behind the header is still there for the handshake.
+        """
+        config, sock = self.state.config, self.sock
+        trusted = self.peer in self.state.trusted
+        if not trusted and config.proxy_protocol == "required":
+            raise Refused("proxy_untrusted", f"PROXY header required, but {self.peer} is not in --proxy-trusted")
+        reader = ProxyHeaderReader(config.proxy_protocol)
+        deadline = time.monotonic() + config.header_timeout
+        try:
+            while not reader.done:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise socket.timeout
+                sock.settimeout(remaining)
+                peeked = sock.recv(PEEK_SIZE, socket.MSG_PEEK)
+                if not peeked:
+                    raise Refused("proxy_header", "closed before the PROXY header was complete")
+                take = reader.take(peeked)
+                while take:
+                    take -= len(sock.recv(take))  # already in the kernel: returns at once
+        except socket.timeout:
+            raise Refused("header_timeout", f"no PROXY header within {config.header_timeout}s") from None
+        except ProxyProtocolError as exc:
+            raise Refused("proxy_header", f"bad PROXY header: {exc}") from None
+        if reader.version is not None and not trusted:
+            raise Refused("proxy_untrusted", f"PROXY header from {self.peer}, which is not in --proxy-trusted")
+        return reader
+
+    def _handshake(self) -> None:
+        """The TLS handshake within ``--tls-handshake-timeout`` in all, however the peer trickles it.
+
+        A socket timeout would bound each read, not the handshake (gevent's
+        ``do_handshake`` restarts it at every read), so the handshake runs
+        non-blocking, waiting on the backend's own readiness wait until the deadline.
+        """
+        from ssl import SSLWantReadError, SSLWantWriteError  # gevent.ssl raises these same classes
+
+        state = self.state
+        timeout = state.config.tls_handshake_timeout
+        deadline = time.monotonic() + timeout
+        self.sock.settimeout(0)
+        self.sock = sock = state.tls.wrap_socket(self.sock, server_side=True, do_handshake_on_connect=False)
+        while True:
+            try:
+                sock.do_handshake()
+                return
+            except SSLWantReadError:
+                writable = False
+            except SSLWantWriteError:
+                writable = True
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or not state.wait_socket(sock, writable, remaining):
+                raise Refused("tls_timeout", f"TLS handshake not done within {timeout}s")
+
+    def _echo(self, sock: socket.socket, handler, counters, pacing: Pacing | None, first: bytes = b"") -> bool:
+        """The loop: read, hand to the handler, send what it returns, until EOF (True) or the server closes.
+
+        ``first``: payload that arrived before the loop started (taken while looking for a PROXY header).
+        """
+        recv, sendall, feed, size = sock.recv, sock.sendall, handler.feed, self.state.config.buffer_size
+        if first:
+            counters.bytes_in += len(first)
+            reply, units = feed(first)
+            if reply:
+                sendall(reply)
+                counters.bytes_out += len(reply)
+            counters.messages += units
+            if handler.closing:
+                return False
         if handler is PLAIN_ECHO and pacing is None:
             # What the handler would do, without calling it: the loop of the bare reference servers
             # plus three counters (docs/overhead.md measures what the call cost). `while True`, not
@@ -176,7 +193,7 @@ class BlockingConnection:
 
     def _paced_reply(self, sock: socket.socket, reply: bytes, units: int, pacing: Pacing, counters) -> bool:
         """The slow path: wait, maybe reset, send within the byte budget, maybe trickle. False: close now."""
-        stats, sleep = self.backend.stats, self.backend.sleep
+        stats, sleep = self.state.stats, self.state.sleep
         wait = pacing.wait_before_reply(units)
         if wait:
             sleep(wait)
@@ -214,22 +231,3 @@ class BlockingConnection:
         """Cut the connection now: a blocked ``recv`` or ``sendall`` fails at once."""
         shutdown_socket(self.sock, socket.SHUT_RDWR)
 
-
-def shutdown_socket(sock: object, how: int) -> None:
-    """``shutdown()`` the kernel socket behind ``sock``, whatever object wraps it.
-
-    It goes through a duplicate descriptor and the C-level ``_socket`` so that
-    no wrapper intercepts it: gevent's ``shutdown`` would fail the waiting
-    greenlet with EBADF instead of letting it read what is queued and then EOF,
-    and asyncio/uvloop transports expose only a restricted socket.
-    """
-    try:
-        dup = _socket.socket(fileno=os.dup(sock.fileno()))
-    except OSError:
-        return  # already closed: nothing left to stop
-    try:
-        dup.shutdown(how)
-    except OSError:
-        pass  # never connected, or the peer is already gone
-    finally:
-        dup.close()

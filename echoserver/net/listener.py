@@ -64,18 +64,32 @@ def bind_tcp(host: str, port: int, backlog: int, reuse_port: bool = False) -> so
     return sock
 
 
+# The socket files this process created, by path: (device, inode) as bind() left them.
+# remove_files() unlinks a path only while it is still that file, never a file or
+# another server's socket that has taken its place since.
+_created: dict[str, tuple[int, int]] = {}
+
+UNIX_PATH_MAX = 107  # bytes, sun_path less its terminating NUL (Linux)
+
+
 def bind_unix(path: str, backlog: int) -> socket.socket:
     """A Unix stream socket at ``path``, replacing a stale socket file left by a dead server."""
+    size = len(os.fsencode(path))
+    if size > UNIX_PATH_MAX:
+        raise BindError("bind", f"unix:{path} is {size} bytes long, more than the {UNIX_PATH_MAX} a Unix socket "
+                                "path may have; choose a shorter path")
     _remove_if_stale(path)
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         sock.bind(path)
+        created = os.stat(path)
+        _created[path] = (created.st_dev, created.st_ino)
         sock.listen(backlog)
     except OSError as exc:
         sock.close()
         if exc.errno == errno.EADDRINUSE:
             raise BindError("bind", f"unix:{path} exists and is not a socket; remove it or choose another path") from None
-        raise BindError("bind", f"cannot listen on unix:{path}: {exc.strerror}") from None
+        raise BindError("bind", f"cannot listen on unix:{path}: {exc.strerror or exc}") from None
     return sock
 
 
@@ -99,10 +113,18 @@ def unix_paths(sockets: list[socket.socket]) -> list[str]:
 
 
 def remove_files(paths: list[str]) -> None:
-    """Remove the files of Unix listeners, once nothing serves on them any more."""
+    """Remove the files of Unix listeners, once nothing serves on them any more.
+
+    Only a socket this process created and that is still in place: if the path
+    now names a regular file, or another server's socket, it is left alone.
+    """
     for path in paths:
+        identity = _created.get(path)
         with contextlib.suppress(OSError):
-            os.unlink(path)
+            found = os.lstat(path)
+            if identity == (found.st_dev, found.st_ino) and stat.S_ISSOCK(found.st_mode):
+                os.unlink(path)
+                del _created[path]
 
 
 def close_listeners(sockets: list[socket.socket]) -> None:

@@ -8,23 +8,22 @@ builds its context from ``gevent.ssl`` so that handshakes and reads cooperate.
 
 from __future__ import annotations
 
+import importlib
 import os
 from types import ModuleType
+from typing import Any
 
 from echoserver.config import ConfigError, ServerConfig
 
-HANDSHAKE_TIMEOUT = 10.0  # seconds a client gets to complete the TLS handshake
 
-
-def server_context(config: ServerConfig, ssl: ModuleType | None = None):
+def server_context(config: ServerConfig, ssl_module: ModuleType | None = None):
     """An ``SSLContext`` for ``--tls-cert``/``--tls-key`` (and ``--tls-client-ca``), or None without TLS.
 
     ``ssl`` is imported here, never at start-up: gevent must patch it first.
     """
     if not config.tls_cert:
         return None
-    if ssl is None:
-        import ssl
+    ssl: Any = ssl_module if ssl_module is not None else importlib.import_module("ssl")
     for option in ("tls_cert", "tls_key", "tls_client_ca"):
         path = getattr(config, option)
         if path and not os.path.isfile(path):

@@ -7,10 +7,13 @@ writer and the parser from drifting apart.
 
 from __future__ import annotations
 
+import logging
 import re
+import sys
 
 from echoserver.net.listener import format_address
 from echoserver.observability.gil import gil_state
+from echoserver.observability.logs import JsonFormatter
 
 
 def ready_line(address: tuple, backend: str) -> str:
@@ -23,6 +26,22 @@ def ready_line(address: tuple, backend: str) -> str:
     line = f"listening on {format_address(address)} backend={backend}"
     state = gil_state()
     return line if state is None else f"{line} gil={state}"
+
+
+def announce(address: tuple, backend: str, **extra: object) -> None:
+    """Print the ready line on stderr, flushed: as text, or as one JSON object under ``--log-format json``.
+
+    Printed, not logged: it must appear whatever ``--log-level`` says. Extra
+    fields (``workers=2``) follow the text line, or are fields of the object.
+    """
+    line = " ".join([ready_line(address, backend), *(f"{key}={value}" for key, value in extra.items())])
+    formatter = next((handler.formatter for handler in logging.getLogger().handlers
+                      if isinstance(handler.formatter, JsonFormatter)), None)
+    if formatter is not None:
+        record = logging.LogRecord("echoserver", logging.INFO, __file__, 0, line, None, None)
+        record.__dict__.update({"address": format_address(address), "backend": backend, **extra})
+        line = formatter.format(record)
+    print(line, file=sys.stderr, flush=True)
 
 
 _READY = re.compile(r"listening on (?:unix:(?P<path>\S+)|\[?(?P<host>[^\]\s]+?)\]?:(?P<port>\d+)) "

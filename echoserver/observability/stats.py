@@ -20,8 +20,8 @@ import threading
 from dataclasses import dataclass
 
 ERROR_KINDS = ("reset", "broken_pipe", "aborted", "timeout", "not_connected", "unreachable", "server",
-               "tls", "proxy_header", "accept_emfile", "accept_enfile", "accept_enobufs", "accept_enomem",
-               "thread_start")
+               "tls", "tls_timeout", "proxy_header", "header_timeout", "proxy_untrusted",
+               "accept_emfile", "accept_enfile", "accept_enobufs", "accept_enomem", "thread_start")
 FAULT_KINDS = ("delayed", "reset", "trickled", "truncated")
 COUNTERS = ("accepted", "closed", "idle_closed", "rejected", "bytes_in", "bytes_out", "messages",
             "proxied_v1", "proxied_v2") + tuple(f"fault_{kind}" for kind in FAULT_KINDS)

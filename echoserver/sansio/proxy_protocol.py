@@ -53,7 +53,28 @@ class ProxyHeaderReader:
         self.command: str | None = None
         self.source: tuple[str, int] | None = None
         self.destination: tuple[str, int] | None = None
+        self.done = False  # the header has been read (or, in optional mode, found absent)
+        self.leftover = b""  # see take()
         self._buffer = bytearray()
+
+    def take(self, peeked: bytes) -> int:
+        """For an I/O layer that peeks before it reads: how many of ``peeked`` to remove from the stream.
+
+        ``peeked`` is what ``recv(MSG_PEEK)`` saw beyond what earlier calls
+        removed. Taking only header bytes leaves the payload in the kernel, so
+        a TLS handshake can start right after a header sent in clear. When it
+        returns with :attr:`done` set, :attr:`leftover` holds bytes taken earlier
+        that turned out to be payload (``optional`` mode, a plain client whose
+        first bytes looked like a signature); the caller hands those on first.
+        """
+        payload = self.feed(peeked)
+        if payload is None:
+            return len(peeked)
+        self.done = True
+        if len(payload) > len(peeked):
+            self.leftover = payload[: len(payload) - len(peeked)]
+            return 0
+        return len(peeked) - len(payload)
 
     def feed(self, data: bytes) -> bytes | None:
         """None while more bytes are needed to decide; then the payload that follows the header.
@@ -83,15 +104,17 @@ class ProxyHeaderReader:
 
     def _feed_v1(self) -> bytes | None:
         buffer = self._buffer
-        end = buffer.find(b"\r\n", 0, V1_MAX_LENGTH)
-        if end < 0:
-            if b"\n" in buffer[:V1_MAX_LENGTH]:
-                raise ProxyProtocolError("PROXY v1 header line ends in a bare LF, not CRLF")
+        # The line ends at the first LF, whatever arrived with it: deciding on the first
+        # LF alone keeps the answer the same however the bytes were split.
+        newline = buffer.find(b"\n", 0, V1_MAX_LENGTH)
+        if newline < 0:
             if len(buffer) >= V1_MAX_LENGTH:
                 raise ProxyProtocolError(f"PROXY v1 header has no CRLF within {V1_MAX_LENGTH} bytes")
             return None
-        self._parse_v1(bytes(buffer[:end]))
-        return self._finish(end + 2)
+        if buffer[newline - 1] != 0x0D:
+            raise ProxyProtocolError("PROXY v1 header line ends in a bare LF, not CRLF")
+        self._parse_v1(bytes(buffer[: newline - 1]))
+        return self._finish(newline + 1)
 
     def _parse_v1(self, line: bytes) -> None:
         try:
@@ -151,6 +174,29 @@ class ProxyHeaderReader:
             block = bytes(buffer[V2_FIXED_LENGTH:total])
             self.source, self.destination = _v2_addresses(block, family)
         return self._finish(total)
+
+
+class TrustedSources:
+    """The peers allowed to send a PROXY header (``--proxy-trusted``): anyone else could claim any address.
+
+    Unix-socket peers (no address) are on this host, and trusted like loopback.
+    An IPv4 peer on a dual-stack socket (``::ffff:10.0.0.1``) is checked as IPv4.
+    """
+
+    def __init__(self, networks: tuple[str, ...]) -> None:
+        self.anyone = "*" in networks
+        self.networks = [ipaddress.ip_network(net) for net in networks if net != "*"]
+
+    def __contains__(self, peer: object) -> bool:
+        if self.anyone or not isinstance(peer, tuple):
+            return True
+        try:
+            address = ipaddress.ip_address(peer[0].partition("%")[0])
+        except ValueError:
+            return False
+        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
+            address = address.ipv4_mapped
+        return any(address in net for net in self.networks)
 
 
 def _is_prefix_of(buffer: bytearray, signature: bytes) -> bool:

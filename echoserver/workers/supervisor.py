@@ -42,7 +42,6 @@ from __future__ import annotations
 import logging
 import os
 import signal
-import sys
 import time
 from dataclasses import dataclass
 
@@ -51,7 +50,7 @@ from echoserver.backends.base import SHUTDOWN_SIGNALS
 from echoserver.config import ServerConfig
 from echoserver.net.listener import bind_listeners, close_listeners, format_address
 from echoserver.observability.logs import StatsReporter
-from echoserver.observability.ready import ready_line
+from echoserver.observability.ready import announce
 from echoserver.observability.stats import SlotTable, add, empty
 from echoserver.workers.worker import HANDLED_SIGNALS, run_worker
 
@@ -200,8 +199,7 @@ class Supervisor:
                 and len(self.workers) == self.config.workers:
             self.announced = True
             for listener in self.listeners:
-                line = ready_line(listener.getsockname(), self.config.backend)
-                print(f"{line} workers={self.config.workers}", file=sys.stderr, flush=True)
+                announce(listener.getsockname(), self.config.backend, workers=self.config.workers)
 
     # -- workers ----------------------------------------------------------------
 
