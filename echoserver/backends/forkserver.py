@@ -56,7 +56,7 @@ def Owner(config, tls, banner: bytes):  # noqa: N802 - stands where a class stoo
     how to sleep and wait). Its counters are set before the first fork; each child counts into its own copy."""
     from echoserver.backends.state import ServerState
 
-    return ServerState("fork", config, None, tls, banner)  # type: ignore[arg-type]
+    return ServerState("fork", config, None, tls, banner)
 
 
 class ForkServer:

@@ -35,8 +35,7 @@ class ThreadPerConnectionBackend(BlockingBackend):
     def refuse(self, connection: BlockingConnection, exc: RuntimeError) -> None:
         """No thread for this connection: reset it and count it, rather than let the accept loop die."""
         self.stats.error("thread_start")
-        with self._lock:
-            self.connections.discard(connection)
+        self.state.closed(connection)
         reset_connection(connection.sock)
         connection.sock.close()
         if not self._warned_threads:

@@ -99,12 +99,12 @@ class LineHandler(Handler):
             self.pending.clear()
             complete = _lines_within(complete, self.max_line)
             lines = complete.count(b"\n")
-            self._burn(lines)
+            self._burn(complete, lines)
             return complete + f"ERROR line longer than {self.max_line} bytes\n".encode(), lines + 1
-        self._burn(lines)
+        self._burn(complete, lines)
         return complete, lines
 
-    def _burn(self, lines: int) -> None:
+    def _burn(self, complete: bytes | bytearray, lines: int) -> None:
         if self.cpu_work:
             heavy = lines if not self.marked_only else sum(
                 line[:1] == HEAVY_MARKER for line in complete.split(b"\n")[:-1])
