@@ -26,12 +26,28 @@ STOPPED = re.compile(r"worker \d+ stopped: ([\d,]+) connection")
 
 def one_run(backend: str, reuse: bool, clients: int) -> list[int]:
     """Connections each worker served while echo-load ran ``clients`` connections once."""
-    server = ServerProcess("--backend", backend, "--workers", "2", "--log-level", "info",
-                           *(["--reuse-port"] if reuse else [])).start()
+    server = ServerProcess(
+        "--backend", backend, "--workers", "2", "--log-level", "info", *(["--reuse-port"] if reuse else [])
+    ).start()
     try:
-        subprocess.run([sys.executable, "-m", "echoclients.load.cli", "--port", str(server.port), "--clients",
-                        str(clients), "--duration", "1", "--warmup", "0.2", "--quiet"], capture_output=True,
-                       timeout=60)
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "echoclients.load.cli",
+                "--port",
+                str(server.port),
+                "--clients",
+                str(clients),
+                "--duration",
+                "1",
+                "--warmup",
+                "0.2",
+                "--quiet",
+            ],
+            capture_output=True,
+            timeout=60,
+        )
     finally:
         server.stop()
     return sorted((int(n.replace(",", "")) for n in STOPPED.findall(server.stderr)), reverse=True)
@@ -57,11 +73,18 @@ def main() -> None:
             cells.append(f"{statistics.median(shares):.0%} (worst {max(shares):.0%}) | {text}")
         rows.append(f"| {backend} | {cells[0]} | {cells[1]} |")
         print(rows[-1], flush=True)
-    table = "\n".join([
-        f"`python bench/accept_spread.py --rounds {args.rounds} --clients {args.clients}` "
-        f"({time.strftime('%Y-%m-%d')}, 2 shared CPUs, busy machine)", "",
-        "| backend | shared socket: busiest worker's share, median | per-run split | --reuse-port: busiest share |"
-        " per-run split |", "|---|---:|---|---:|---|", *rows, ""])
+    table = "\n".join(
+        [
+            f"`python bench/accept_spread.py --rounds {args.rounds} --clients {args.clients}` "
+            f"({time.strftime('%Y-%m-%d')}, 2 shared CPUs, busy machine)",
+            "",
+            "| backend | shared socket: busiest worker's share, median | per-run split | --reuse-port: busiest share |"
+            " per-run split |",
+            "|---|---:|---|---:|---|",
+            *rows,
+            "",
+        ]
+    )
     if args.markdown:
         with open(args.markdown, "w") as handle:
             handle.write(table)

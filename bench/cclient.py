@@ -1,7 +1,7 @@
 """The C epoll echo client (``bench/c/epoll_client.c``), built on demand for the benchmarks that drive load with it.
 
-    from bench.cclient import build_client
-    binary = build_client()   # bench/build/epoll-client, rebuilt when the source is newer
+from bench.cclient import build_client
+binary = build_client()   # bench/build/epoll-client, rebuilt when the source is newer
 """
 
 from __future__ import annotations

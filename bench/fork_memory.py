@@ -101,8 +101,13 @@ print(sizes)
 
 
 def forked_rung(modules: tuple[str, ...], work: str) -> list[float]:
-    done = subprocess.run([sys.executable, "-c", FORKED_PROGRAM, ",".join(modules), work, str(CHILDREN),
-                           str(TOUCHED)], capture_output=True, text=True, timeout=120, check=True)
+    done = subprocess.run(
+        [sys.executable, "-c", FORKED_PROGRAM, ",".join(modules), work, str(CHILDREN), str(TOUCHED)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
     return json.loads(done.stdout)
 
 
@@ -171,8 +176,10 @@ def run_rung(name: str) -> list[float]:
 
 def table(results: dict[str, list[float]]) -> str:
     base = statistics.median(results["bare interpreter"])
-    rows = ["| children forked from | private KiB per child (median of 20) | pages copied over the bare child |",
-            "|---|---|---|"]
+    rows = [
+        "| children forked from | private KiB per child (median of 20) | pages copied over the bare child |",
+        "|---|---|---|",
+    ]
     for name, sizes in results.items():
         median = statistics.median(sizes)
         rows.append(f"| {name} | {median:,.0f} | {(median - base) * 1024 / PAGE:+,.0f} |")
@@ -193,19 +200,32 @@ def main(argv: list[str] | None = None) -> int:
         results[name] = measure(name)
         print(f"  {name:<55} {statistics.median(results[name]):8,.0f} KiB", flush=True)
     costs = {kind: measure(f"cost {kind}")[0] for kind in ("reference", "framework")}
-    cost_line = (f"Server CPU per connection ({CONNECTIONS} sequential connections, one 64 B round trip each, "
-                 f"children included): reference {costs['reference']:,.0f} us, "
-                 f"echoserver --backend fork {costs['framework']:,.0f} us.")
+    cost_line = (
+        f"Server CPU per connection ({CONNECTIONS} sequential connections, one 64 B round trip each, "
+        f"children included): reference {costs['reference']:,.0f} us, "
+        f"echoserver --backend fork {costs['framework']:,.0f} us."
+    )
     print()
     print(table(results))
     print()
     print(cost_line)
     if not args.no_write:
         RESULTS.mkdir(parents=True, exist_ok=True)
-        (RESULTS / "fork_memory.json").write_text(json.dumps(
-            {"date": started.isoformat(timespec="seconds"), "command": "python bench/fork_memory.py",
-             "children": CHILDREN, "python": platform.python_version(), "kernel": platform.release(),
-             "private_kib": results, "cpu_us_per_connection": costs}, indent=2) + "\n")
+        (RESULTS / "fork_memory.json").write_text(
+            json.dumps(
+                {
+                    "date": started.isoformat(timespec="seconds"),
+                    "command": "python bench/fork_memory.py",
+                    "children": CHILDREN,
+                    "python": platform.python_version(),
+                    "kernel": platform.release(),
+                    "private_kib": results,
+                    "cpu_us_per_connection": costs,
+                },
+                indent=2,
+            )
+            + "\n"
+        )
         (RESULTS / "fork_memory.md").write_text(f"""# Where a forked child's memory goes
 
 {table(results)}

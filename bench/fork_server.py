@@ -38,8 +38,16 @@ from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH.parent))
-from bench.overhead import (CLIENT_CPU, RESULTS, Servers, connection_children, cpu_seconds,  # noqa: E402
-                            idle_bytes_per_connection, machine_note, wait_until)
+from bench.overhead import (  # noqa: E402
+    CLIENT_CPU,
+    RESULTS,
+    Servers,
+    connection_children,
+    cpu_seconds,
+    idle_bytes_per_connection,
+    machine_note,
+    wait_until,
+)
 
 SERVERS = {  # label -> (backend, kind, reference file stem)
     "echoserver --backend fork": ("fork", "framework", None),
@@ -97,17 +105,24 @@ def summarize(rounds: dict[str, list[dict]]) -> dict:
 
 def table(summary: dict) -> str:
     ours, bar, bare = summary[FRAMEWORK], summary[SOCKETSERVER], summary[BARE]
-    rows = ["| server | KiB PSS per idle connection (rounds) | median | connect -> first echo, median / p90 (us) "
-            "| server CPU per connection (us) |", "|---" * 5 + "|"]
+    rows = [
+        "| server | KiB PSS per idle connection (rounds) | median | connect -> first echo, median / p90 (us) "
+        "| server CPU per connection (us) |",
+        "|---" * 5 + "|",
+    ]
     for label, s in summary.items():
         rounds = ", ".join(f"{v:,.0f}" for v in s["pss_kib"])
-        rows.append(f"| {label} | {rounds} | {s['pss_kib_median']:,.0f} | {s['setup_us_median']:,.0f} / "
-                    f"{s['setup_us_p90']:,.0f} | {s['cpu_us_median']:,.0f} |")
+        rows.append(
+            f"| {label} | {rounds} | {s['pss_kib_median']:,.0f} | {s['setup_us_median']:,.0f} / "
+            f"{s['setup_us_p90']:,.0f} | {s['cpu_us_median']:,.0f} |"
+        )
     rows += ["", "| echoserver fork, as a ratio to | memory | set-up (median) | CPU per connection |", "|---" * 4 + "|"]
     for label, other in ((SOCKETSERVER, bar), (BARE, bare)):
-        rows.append(f"| {label} | **{ours['pss_kib_median'] / other['pss_kib_median']:.2f}x** | "
-                    f"{ours['setup_us_median'] / other['setup_us_median']:.2f}x | "
-                    f"{ours['cpu_us_median'] / other['cpu_us_median']:.2f}x |")
+        rows.append(
+            f"| {label} | **{ours['pss_kib_median'] / other['pss_kib_median']:.2f}x** | "
+            f"{ours['setup_us_median'] / other['setup_us_median']:.2f}x | "
+            f"{ours['cpu_us_median'] / other['cpu_us_median']:.2f}x |"
+        )
     return "\n".join(rows)
 
 
@@ -130,24 +145,40 @@ def main(argv: list[str] | None = None) -> int:
     labels, rounds = list(SERVERS), {label: [] for label in SERVERS}
     with Servers() as servers:
         for round_ in range(args.rounds):
-            order = labels[round_ % 3:] + labels[:round_ % 3]  # rotate: each server goes first in turn
+            order = labels[round_ % 3 :] + labels[: round_ % 3]  # rotate: each server goes first in turn
             for label in order:
                 result = measure_round(label, args, servers)
                 rounds[label].append(result)
-                print(f"round {round_ + 1} {label:<30} {result['pss_per_connection'] / 1024:7.0f} KiB/conn, set-up "
-                      f"{statistics.median(result['setup_s']) * 1e6:6.0f} us, "
-                      f"CPU {result['cpu_s_per_connection'] * 1e6:6.0f} us/conn", flush=True)
+                print(
+                    f"round {round_ + 1} {label:<30} {result['pss_per_connection'] / 1024:7.0f} KiB/conn, set-up "
+                    f"{statistics.median(result['setup_s']) * 1e6:6.0f} us, "
+                    f"CPU {result['cpu_s_per_connection'] * 1e6:6.0f} us/conn",
+                    flush=True,
+                )
     summary = summarize(rounds)
     text = table(summary)
     print()
     print(text)
     if not args.no_write:
         RESULTS.mkdir(parents=True, exist_ok=True)
-        (RESULTS / "fork_server.json").write_text(json.dumps(
-            {"date": started.isoformat(timespec="seconds"), "command": command, "settings": vars(args),
-             "machine": note, "summary": summary, "rounds": rounds}, indent=2) + "\n")
+        (RESULTS / "fork_server.json").write_text(
+            json.dumps(
+                {
+                    "date": started.isoformat(timespec="seconds"),
+                    "command": command,
+                    "settings": vars(args),
+                    "machine": note,
+                    "summary": summary,
+                    "rounds": rounds,
+                },
+                indent=2,
+            )
+            + "\n"
+        )
         load = ", ".join(f"{x:.2f}" for x in note["load_average_at_start"])
-        (RESULTS / "fork_server.md").write_text(f"""# fork: what a connection costs, against socketserver and the bare loop
+        (
+            RESULTS / "fork_server.md"
+        ).write_text(f"""# fork: what a connection costs, against socketserver and the bare loop
 
 {text}
 

@@ -41,8 +41,9 @@ def main(argv: list[str] | None = None) -> int:
     build_client()
     os.sched_setaffinity(0, {CLIENT_CPU})
     with tempfile.TemporaryDirectory() as old_tree:
-        archive = subprocess.run(["git", "-C", str(BENCH.parent), "archive", args.commit, "echoserver"],
-                                 capture_output=True, check=True).stdout
+        archive = subprocess.run(
+            ["git", "-C", str(BENCH.parent), "archive", args.commit, "echoserver"], capture_output=True, check=True
+        ).stdout
         subprocess.run(["tar", "-x", "-C", old_tree], input=archive, check=True)
         old, new = start(old_tree), start(None)
         try:
@@ -56,10 +57,12 @@ def main(argv: list[str] | None = None) -> int:
                 wall = statistics.median(n[0] / o[0] for o, n in pairs)
                 cpu = statistics.median(o[1] / n[1] for o, n in pairs)
                 busy = statistics.median(n[2] for _, n in pairs), statistics.median(o[2] for o, _ in pairs)
-                print(f"{name:<9} this tree / {args.commit}: wall {wall:.3f}x, by server CPU per round trip "
-                      f"{cpu:.3f}x (CPU us {statistics.median(n[1] for _, n in pairs):.1f} vs "
-                      f"{statistics.median(o[1] for o, _ in pairs):.1f}); server busy {busy[0]:.0%} / {busy[1]:.0%}",
-                      flush=True)
+                print(
+                    f"{name:<9} this tree / {args.commit}: wall {wall:.3f}x, by server CPU per round trip "
+                    f"{cpu:.3f}x (CPU us {statistics.median(n[1] for _, n in pairs):.1f} vs "
+                    f"{statistics.median(o[1] for o, _ in pairs):.1f}); server busy {busy[0]:.0%} / {busy[1]:.0%}",
+                    flush=True,
+                )
         finally:
             for server in (old, new):
                 server.stop()

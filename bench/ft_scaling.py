@@ -29,6 +29,7 @@ one), rounds alternate serial and parallel runs, and the median ratio is printed
 On a machine whose cores other work keeps busy ("cores busy" well under 2), run it under
 `chrt -f 10` so that the two threads really run at the same time.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -44,7 +45,7 @@ import types
 
 # The loop under test. 1000003 is a constant that is neither a small int nor a
 # string: on 3.13t every LOAD_CONST of it touches its reference count.
-WORK_SOURCE = '''
+WORK_SOURCE = """
 def spin(n):
     x = 0
     for i in range(n):
@@ -54,7 +55,7 @@ def spin(n):
 def share(calls, n):
     for _ in range(calls):
         spin(n)
-'''
+"""
 VARIANTS = ("exec", "compile", "import", "import-pyc", "import+fix")
 MODULE = "ft_scaling_work"
 
@@ -71,11 +72,13 @@ def load(variant: str, tmp: str):
         f.write(WORK_SOURCE)
     if variant == "import-pyc":
         import py_compile
+
         py_compile.compile(path, doraise=True)
     else:
         sys.dont_write_bytecode = True
     sys.path.insert(0, tmp)
     import importlib
+
     module = importlib.import_module(MODULE)
     if variant == "import+fix":
         intern_code_constants(module)
@@ -142,13 +145,13 @@ def child(variant: str, calls: int, n: int, rounds: int) -> dict:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--python", default=sys.executable, help="interpreter to measure")
-    parser.add_argument("--variant", action="append", choices=VARIANTS,
-                        help="repeatable; default: all")
+    parser.add_argument("--variant", action="append", choices=VARIANTS, help="repeatable; default: all")
     parser.add_argument("--calls", type=int, default=1500, help="calls per thread share")
     parser.add_argument("--n", type=int, default=5000, help="loop iterations per call")
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("-X", dest="xopts", action="append", default=[],
-                        help="-X option for the measured interpreter, e.g. gil=1")
+    parser.add_argument(
+        "-X", dest="xopts", action="append", default=[], help="-X option for the measured interpreter, e.g. gil=1"
+    )
     parser.add_argument("--child", choices=VARIANTS, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -159,34 +162,62 @@ def main() -> int:
 
     xflags = [f for x in args.xopts for f in ("-X", x)]
     try:
-        version = subprocess.run([args.python, *xflags, "-c", "import sys, sysconfig; print(sys."
-                                  "version.split()[0], 'free-threaded' if sysconfig.get_config_var("
-                                  "'Py_GIL_DISABLED') else 'with GIL')"],
-                                 capture_output=True, text=True)
+        version = subprocess.run(
+            [
+                args.python,
+                *xflags,
+                "-c",
+                "import sys, sysconfig; print(sys."
+                "version.split()[0], 'free-threaded' if sysconfig.get_config_var("
+                "'Py_GIL_DISABLED') else 'with GIL')",
+            ],
+            capture_output=True,
+            text=True,
+        )
     except OSError as e:
         parser.error(f"cannot run {args.python}: {e.strerror}")
     if version.returncode != 0:
         parser.error(f"cannot run {args.python}: {version.stderr.strip() or version.returncode}")
-    print(f"# {args.python} {' '.join(xflags)}: CPython {version.stdout.strip()},"
-          f" {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")
-    print(f"# 2 threads x {args.calls} calls of a {args.n}-iteration loop vs 1 thread doing both;"
-          f" median of {args.rounds} alternating rounds")
-    print(f"{'variant':<12} {'speed-up':>8} {'range':>12}   {'CPU cost':>8} {'range':>12}"
-          f"  {'cores busy':>10}  constant immortal  GIL")
+    print(
+        f"# {args.python} {' '.join(xflags)}: CPython {version.stdout.strip()},"
+        f" {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}"
+    )
+    print(
+        f"# 2 threads x {args.calls} calls of a {args.n}-iteration loop vs 1 thread doing both;"
+        f" median of {args.rounds} alternating rounds"
+    )
+    print(
+        f"{'variant':<12} {'speed-up':>8} {'range':>12}   {'CPU cost':>8} {'range':>12}"
+        f"  {'cores busy':>10}  constant immortal  GIL"
+    )
     for variant in args.variant or VARIANTS:
-        cmd = [args.python, *xflags, os.path.abspath(__file__), "--child", variant,
-               "--calls", str(args.calls), "--n", str(args.n), "--rounds", str(args.rounds)]
-        run = subprocess.run(cmd, capture_output=True, text=True, timeout=1800,
-                             env={**os.environ, "PYTHONDONTWRITEBYTECODE": ""})
+        cmd = [
+            args.python,
+            *xflags,
+            os.path.abspath(__file__),
+            "--child",
+            variant,
+            "--calls",
+            str(args.calls),
+            "--n",
+            str(args.n),
+            "--rounds",
+            str(args.rounds),
+        ]
+        run = subprocess.run(
+            cmd, capture_output=True, text=True, timeout=1800, env={**os.environ, "PYTHONDONTWRITEBYTECODE": ""}
+        )
         if run.returncode != 0:
             print(f"{variant:<12} failed: {run.stderr.strip().splitlines()[-1:]}")
             continue
         r = json.loads(run.stdout)
         s, c = r["speedups"], r["cpu_costs"]
-        print(f"{variant:<12} {statistics.median(s):>7.2f}x {min(s):>5.2f}-{max(s):.2f}x"
-              f"   {statistics.median(c):>7.2f}x {min(c):>5.2f}-{max(c):.2f}x"
-              f"  {statistics.median(r['cores']):>10.2f}"
-              f"  {str(r['constant_immortal']):<17}  {'on' if r['gil'] else 'off'}")
+        print(
+            f"{variant:<12} {statistics.median(s):>7.2f}x {min(s):>5.2f}-{max(s):.2f}x"
+            f"   {statistics.median(c):>7.2f}x {min(c):>5.2f}-{max(c):.2f}x"
+            f"  {statistics.median(r['cores']):>10.2f}"
+            f"  {str(r['constant_immortal']):<17}  {'on' if r['gil'] else 'off'}"
+        )
     return 0
 
 

@@ -40,14 +40,18 @@ def compile_package(python: str) -> None:
     """Write .pyc files for that interpreter first. On 3.13t a module compiled from source at import
     (no .pyc: an editable install, PYTHONDONTWRITEBYTECODE=1) keeps mortal constants, and threads
     running the same loop then contend on their reference counts: docs/free-threading.md."""
-    subprocess.run([*shlex.split(python), "-m", "compileall", "-q", str(ROOT / "echoserver"), str(ROOT / "clients")],
-                   check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(
+        [*shlex.split(python), "-m", "compileall", "-q", str(ROOT / "echoserver"), str(ROOT / "clients")],
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
 
 
 def available(python: str) -> list[str]:
     """The backends that interpreter can run, as its own --list-backends says."""
-    out = subprocess.run([*shlex.split(python), "-m", "echoserver", "--list-backends"], capture_output=True,
-                         text=True, check=True).stdout
+    out = subprocess.run(
+        [*shlex.split(python), "-m", "echoserver", "--list-backends"], capture_output=True, text=True, check=True
+    ).stdout
     return [line.split()[0] for line in out.splitlines() if line.split()[1:2] == ["available"]]
 
 
@@ -58,12 +62,16 @@ def plan(scenario: str, ft: str, classic: str) -> list[tuple[list[str], list[str
     on_classic = [name for name in available(classic) if name != "interpreters"]
     workers = ["--run", "thread-workers2=thread --workers 2"]
     if scenario == "cpu":  # one server process: threads, a pool, subinterpreters; processes for reference
-        return [(_b(["thread", "threadpool", "interpreters"], on_ft), [ft, gil]),
-                (_b(["thread", "fork"], on_classic) + workers, [classic])]
+        return [
+            (_b(["thread", "threadpool", "interpreters"], on_ft), [ft, gil]),
+            (_b(["thread", "fork"], on_classic) + workers, [classic]),
+        ]
     if scenario == "echo":  # the per-message price: every backend, everywhere it runs
         return [(_b(on_ft, on_ft), [ft, gil]), (_b(on_classic, on_classic), [classic])]
-    return [(_b(["thread", "threadpool", "asyncio", "fork", "interpreters"], on_ft), [ft, gil]),
-            (_b(["thread", "asyncio", "gevent", "fork"], on_classic) + workers, [classic])]
+    return [
+        (_b(["thread", "threadpool", "asyncio", "fork", "interpreters"], on_ft), [ft, gil]),
+        (_b(["thread", "asyncio", "gevent", "fork"], on_classic) + workers, [classic]),
+    ]
 
 
 def _b(names: list[str], present: list[str]) -> list[str]:
@@ -74,8 +82,21 @@ def run_round(scenario: str, index: int, calls, args, out: Path) -> list[dict]:
     runs = []
     for call, (bench_args, pythons) in enumerate(calls):
         folder = out / "rounds" / f"{scenario}-{index}-{call}"
-        command = [*args.prefix, "echo-bench", "--scenario", scenario, *bench_args, *(a for p in pythons for a in ("--python", p)),
-                   "-d", str(args.duration), "--warmup", str(args.warmup), "--no-chart", "--out", str(folder)]
+        command = [
+            *args.prefix,
+            "echo-bench",
+            "--scenario",
+            scenario,
+            *bench_args,
+            *(a for p in pythons for a in ("--python", p)),
+            "-d",
+            str(args.duration),
+            "--warmup",
+            str(args.warmup),
+            "--no-chart",
+            "--out",
+            str(folder),
+        ]
         print("$", shlex.join(command), file=sys.stderr, flush=True)
         subprocess.run(command, stdout=subprocess.DEVNULL, check=False)
         runs += json.loads((folder / "results.json").read_text())["runs"]
@@ -93,16 +114,19 @@ def medians(rounds: list[list[dict]]) -> dict[str, dict]:
         good = [r for r in runs if not r.get("failed") and r.get("ok")]
         pick = lambda get: _median([get(r) for r in good])  # noqa: E731
         table[label] = {
-            "rounds": len(good), "left_out": [r.get("failed") or "errors" for r in runs if r not in good],
+            "rounds": len(good),
+            "left_out": [r.get("failed") or "errors" for r in runs if r not in good],
             "msgs_per_s": pick(lambda r: r["msgs_per_s"]),
             **{k: pick(lambda r, k=k: r["latency_us"][k]) for k in ("p50", "p99", "p999")},
             "alone_p99": pick(lambda r: (r.get("unloaded") or {}).get("latency_us", {}).get("p99")),
-            "p99_ratio": pick(lambda r: _ratio(r["latency_us"]["p99"],
-                                               ((r.get("unloaded") or {}).get("latency_us") or {}).get("p99"))),
+            "p99_ratio": pick(
+                lambda r: _ratio(r["latency_us"]["p99"], ((r.get("unloaded") or {}).get("latency_us") or {}).get("p99"))
+            ),
             "cpu_percent": pick(lambda r: (r.get("server") or {}).get("cpu_percent")),
             # What one message cost the server in CPU time, whether or not the client kept it busy.
-            "cpu_us_per_msg": pick(lambda r: _ratio((r.get("server") or {}).get("cpu_percent", 0) * 1e4,
-                                                    r["msgs_per_s"])),
+            "cpu_us_per_msg": pick(
+                lambda r: _ratio((r.get("server") or {}).get("cpu_percent", 0) * 1e4, r["msgs_per_s"])
+            ),
             "python": (good or runs)[0].get("server_python"),
         }
     return table
@@ -124,15 +148,25 @@ def _f(value, digits: int = 0) -> str:
 def report(scenario: str, table: dict[str, dict]) -> list[str]:
     lines = [f"## {scenario}", ""]
     if scenario == "mixed":
-        lines += ["| run | tiny p50 us | tiny p99 us | tiny p99.9 us | tiny p99 alone us | p99 loaded/alone | rounds |",
-                  "|---|---:|---:|---:|---:|---:|---:|"]
-        lines += [f"| {label} | {_f(t['p50'])} | {_f(t['p99'])} | {_f(t['p999'])} | {_f(t['alone_p99'])} | "
-                  f"{_f(t['p99_ratio'], 2)} | {t['rounds']}{_left_out(t)} |" for label, t in table.items()]
+        lines += [
+            "| run | tiny p50 us | tiny p99 us | tiny p99.9 us | tiny p99 alone us | p99 loaded/alone | rounds |",
+            "|---|---:|---:|---:|---:|---:|---:|",
+        ]
+        lines += [
+            f"| {label} | {_f(t['p50'])} | {_f(t['p99'])} | {_f(t['p999'])} | {_f(t['alone_p99'])} | "
+            f"{_f(t['p99_ratio'], 2)} | {t['rounds']}{_left_out(t)} |"
+            for label, t in table.items()
+        ]
     else:
-        lines += ["| run | msg/s | p50 us | p99 us | server CPU % | server CPU us/msg | rounds |",
-                  "|---|---:|---:|---:|---:|---:|---:|"]
-        lines += [f"| {label} | {_f(t['msgs_per_s'])} | {_f(t['p50'])} | {_f(t['p99'])} | {_f(t['cpu_percent'])} | "
-                  f"{_f(t.get('cpu_us_per_msg'), 1)} | {t['rounds']}{_left_out(t)} |" for label, t in table.items()]
+        lines += [
+            "| run | msg/s | p50 us | p99 us | server CPU % | server CPU us/msg | rounds |",
+            "|---|---:|---:|---:|---:|---:|---:|",
+        ]
+        lines += [
+            f"| {label} | {_f(t['msgs_per_s'])} | {_f(t['p50'])} | {_f(t['p99'])} | {_f(t['cpu_percent'])} | "
+            f"{_f(t.get('cpu_us_per_msg'), 1)} | {t['rounds']}{_left_out(t)} |"
+            for label, t in table.items()
+        ]
     return lines + [""] + ratios(scenario, table) + [""]
 
 
@@ -168,7 +202,9 @@ def ratios(scenario: str, table: dict[str, dict]) -> list[str]:
     else:
         for label, t in table.items():
             goal = " (goal <= 2x)" if label == f"thread@{ft}" else ""
-            lines.append(f"- {label}: tiny clients' p99 with a heavy client / alone = **{_f(t['p99_ratio'], 2)}x**{goal}")
+            lines.append(
+                f"- {label}: tiny clients' p99 with a heavy client / alone = **{_f(t['p99_ratio'], 2)}x**{goal}"
+            )
     return lines
 
 
@@ -195,8 +231,9 @@ def chart(tables: dict[str, dict], path: Path) -> str:
     for axis, name in zip(axes[0], panels):
         table = tables[name]
         labels = list(table)
-        colours = ["#4C72B0" if label.endswith("t") else "#DD8452" if label.endswith("+gil") else "#55A868"
-                   for label in labels]
+        colours = [
+            "#4C72B0" if label.endswith("t") else "#DD8452" if label.endswith("+gil") else "#55A868" for label in labels
+        ]
         if name == "cpu":
             values = [table[label]["msgs_per_s"] or 0 for label in labels]
             axis.set_title("cpu: 8 clients, 5,000 iterations per message")
@@ -233,27 +270,46 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, default=1.0)
     parser.add_argument("--only", default=",".join(SCENARIOS + ("memory",)))
     parser.add_argument("--out", type=Path, default=Path("bench/results/gil"))
-    parser.add_argument("--realtime", action="store_true",
-                        help="run echo-bench (servers and clients) under chrt -f 10: on a machine whose cores "
-                             "other jobs keep busy, the only way the threads get two cores; keep such runs short")
-    parser.add_argument("--report-only", action="store_true",
-                        help="run nothing: recompute the tables from the rounds already under OUT/rounds/")
-    parser.add_argument("--chart-from", nargs="+", type=Path, metavar="DIR",
-                        help="only draw OUT/gil.png from the cpu.json and mixed.json earlier runs left in these folders")
+    parser.add_argument(
+        "--realtime",
+        action="store_true",
+        help="run echo-bench (servers and clients) under chrt -f 10: on a machine whose cores "
+        "other jobs keep busy, the only way the threads get two cores; keep such runs short",
+    )
+    parser.add_argument(
+        "--report-only",
+        action="store_true",
+        help="run nothing: recompute the tables from the rounds already under OUT/rounds/",
+    )
+    parser.add_argument(
+        "--chart-from",
+        nargs="+",
+        type=Path,
+        metavar="DIR",
+        help="only draw OUT/gil.png from the cpu.json and mixed.json earlier runs left in these folders",
+    )
     args = parser.parse_args()
     args.prefix = ["chrt", "-f", "10"] if args.realtime else []
     if args.chart_from:
-        tables = {path.stem: json.loads(path.read_text()) for folder in args.chart_from
-                  for path in folder.glob("*.json") if path.stem in ("cpu", "mixed")}
+        tables = {
+            path.stem: json.loads(path.read_text())
+            for folder in args.chart_from
+            for path in folder.glob("*.json")
+            if path.stem in ("cpu", "mixed")
+        }
         print(chart(tables, args.out / "gil.png"))
         return
     chosen = args.only.split(",")
     args.out.mkdir(parents=True, exist_ok=True)
-    lines = ["# The GIL switched off: free-threaded CPython and subinterpreters beside the other models", "",
-             f"`python {shlex.join(sys.argv)}`", "",
-             "Medians over rounds on a shared 2-core machine (other jobs ran at the same time: the absolute figures "
-             "move, the ratios of back-to-back runs move less). Each round's raw echo-bench output is under rounds/.",
-             ""]
+    lines = [
+        "# The GIL switched off: free-threaded CPython and subinterpreters beside the other models",
+        "",
+        f"`python {shlex.join(sys.argv)}`",
+        "",
+        "Medians over rounds on a shared 2-core machine (other jobs ran at the same time: the absolute figures "
+        "move, the ratios of back-to-back runs move less). Each round's raw echo-bench output is under rounds/.",
+        "",
+    ]
     for python in (args.ft, args.classic) if not args.report_only else ():
         compile_package(python)
     tables = {}

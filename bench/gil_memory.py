@@ -51,9 +51,17 @@ def settled_pss(pid: int) -> float:
 
 def per_connection(python: list[str], backend: str, idle: int = IDLE) -> float:
     # Pool and child limits above the count, so that every connection is really being served.
-    with ServerProcess("--backend", backend, "--log-level", "warning", "--max-children", str(idle + 50),
-                       "--pool-size", str(idle + 50),
-                       python=python) as server:
+    with ServerProcess(
+        "--backend",
+        backend,
+        "--log-level",
+        "warning",
+        "--max-children",
+        str(idle + 50),
+        "--pool-size",
+        str(idle + 50),
+        python=python,
+    ) as server:
         before = settled_pss(server.pid)
         clients = []
         for i in range(idle):
@@ -70,8 +78,9 @@ def per_connection(python: list[str], backend: str, idle: int = IDLE) -> float:
 def per_subinterpreter(python: list[str], count: int = SUBINTERPRETERS) -> float:
     sizes = []
     for n in (1, count):
-        with ServerProcess("--backend", "interpreters", "--interpreters", str(n), "--log-level", "warning",
-                           python=python) as server:
+        with ServerProcess(
+            "--backend", "interpreters", "--interpreters", str(n), "--log-level", "warning", python=python
+        ) as server:
             sizes.append(settled_pss(server.pid))
     return (sizes[1] - sizes[0]) / (count - 1)
 
@@ -79,8 +88,9 @@ def per_subinterpreter(python: list[str], count: int = SUBINTERPRETERS) -> float
 def available(python: list[str]) -> list[str]:
     import subprocess
 
-    out = subprocess.run([*python, "-m", "echoserver", "--list-backends"], capture_output=True, text=True,
-                         check=True).stdout
+    out = subprocess.run(
+        [*python, "-m", "echoserver", "--list-backends"], capture_output=True, text=True, check=True
+    ).stdout
     return [line.split()[0] for line in out.splitlines() if line.split()[1:2] == ["available"]]
 
 
@@ -88,17 +98,28 @@ def memory_table(ft: str, classic: str) -> list[str]:
     interpreters = {"free-threaded": shlex.split(ft), "classic": shlex.split(classic)}
     found = {name: available(python) for name, python in interpreters.items()}
     backends = [b for b in dict.fromkeys(found["free-threaded"] + found["classic"])]
-    lines = ["## memory", "", f"KiB of PSS per idle connection ({IDLE} connections, each echoed once), "
-             "whole process tree.", "", "| backend | free-threaded | classic |", "|---|---:|---:|"]
+    lines = [
+        "## memory",
+        "",
+        f"KiB of PSS per idle connection ({IDLE} connections, each echoed once), whole process tree.",
+        "",
+        "| backend | free-threaded | classic |",
+        "|---|---:|---:|",
+    ]
     for backend in backends:
-        cells = [f"{per_connection(interpreters[name], backend):,.1f}" if backend in found[name] else "-"
-                 for name in interpreters]
+        cells = [
+            f"{per_connection(interpreters[name], backend):,.1f}" if backend in found[name] else "-"
+            for name in interpreters
+        ]
         lines.append(f"| {backend} | {' | '.join(cells)} |")
         print(lines[-1], file=sys.stderr, flush=True)
     if "interpreters" in found["free-threaded"]:
         cost = per_subinterpreter(interpreters["free-threaded"])
-        lines += ["", f"One subinterpreter (free-threaded build, no client): **{cost:,.0f} KiB** of PSS "
-                      f"(--interpreters {SUBINTERPRETERS} vs 1, per extra interpreter)."]
+        lines += [
+            "",
+            f"One subinterpreter (free-threaded build, no client): **{cost:,.0f} KiB** of PSS "
+            f"(--interpreters {SUBINTERPRETERS} vs 1, per extra interpreter).",
+        ]
     return lines + [""]
 
 

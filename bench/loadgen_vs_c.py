@@ -35,16 +35,48 @@ def pinned(core: int):
 
 
 def run_c(address: tuple, args, core: int) -> dict:
-    out = subprocess.run([str(CLIENT_BINARY), "--warmup", str(args.warmup), address[0], str(address[1]),
-                          str(args.clients), str(args.size), str(args.duration)],
-                         capture_output=True, text=True, preexec_fn=pinned(core), check=True)
+    out = subprocess.run(
+        [
+            str(CLIENT_BINARY),
+            "--warmup",
+            str(args.warmup),
+            address[0],
+            str(address[1]),
+            str(args.clients),
+            str(args.size),
+            str(args.duration),
+        ],
+        capture_output=True,
+        text=True,
+        preexec_fn=pinned(core),
+        check=True,
+    )
     return json.loads(out.stdout)
 
 
 def run_echo_load(address: tuple, args, core: int, server_pid: int, *extra: str) -> dict:
-    command = [sys.executable, "-m", "echoclients.load.cli", "--host", address[0], "--port", str(address[1]),
-               "--clients", str(args.clients), "--size", str(args.size), "--warmup", str(args.warmup),
-               "--duration", str(args.duration), "--server-pid", str(server_pid), "--json", "--quiet", *extra]
+    command = [
+        sys.executable,
+        "-m",
+        "echoclients.load.cli",
+        "--host",
+        address[0],
+        "--port",
+        str(address[1]),
+        "--clients",
+        str(args.clients),
+        "--size",
+        str(args.size),
+        "--warmup",
+        str(args.warmup),
+        "--duration",
+        str(args.duration),
+        "--server-pid",
+        str(server_pid),
+        "--json",
+        "--quiet",
+        *extra,
+    ]
     out = subprocess.run(command, capture_output=True, text=True, preexec_fn=pinned(core), cwd=ROOT)
     if out.returncode != 0:
         sys.exit(f"loadgen_vs_c: echo-load failed ({out.returncode}): {out.stderr.strip()}")
@@ -80,11 +112,18 @@ def main() -> None:
             c = run_c(server.address, args, client_core)
             fast = run_echo_load(server.address, args, client_core, server.pid)
             classic = run_echo_load(server.address, args, client_core, server.pid, "--engine", "blocking")
-            rows.append({"round": round_, "c": c["msgs_per_s"], "echo_load": fast["msgs_per_s"],
-                         "blocking": classic["msgs_per_s"], "c_cpu_us": _cpu_us(c["cpu_s"], c["messages"]),
-                         "echo_load_cpu_us": _echo_load_cpu_us(fast),
-                         "blocking_cpu_us": _echo_load_cpu_us(classic),
-                         "server_cpu": (fast.get("server") or {}).get("cpu_percent")})
+            rows.append(
+                {
+                    "round": round_,
+                    "c": c["msgs_per_s"],
+                    "echo_load": fast["msgs_per_s"],
+                    "blocking": classic["msgs_per_s"],
+                    "c_cpu_us": _cpu_us(c["cpu_s"], c["messages"]),
+                    "echo_load_cpu_us": _echo_load_cpu_us(fast),
+                    "blocking_cpu_us": _echo_load_cpu_us(classic),
+                    "server_cpu": (fast.get("server") or {}).get("cpu_percent"),
+                }
+            )
             print(_row(rows[-1]), flush=True)
     finally:
         server.stop()
@@ -105,10 +144,12 @@ def _echo_load_cpu_us(result: dict) -> float:
 
 
 def _row(row: dict) -> str:
-    return (f"round {row['round']}: C {row['c']:>10,.0f}  echo-load {row['echo_load']:>10,.0f} "
-            f"({row['echo_load'] / row['c']:.2f}x)  blocking {row['blocking']:>10,.0f} "
-            f"({row['blocking'] / row['c']:.2f}x)  msg/s;  CPU us/msg: C {row['c_cpu_us']:.2f}  "
-            f"echo-load {row['echo_load_cpu_us']:.2f}  blocking {row['blocking_cpu_us']:.2f}")
+    return (
+        f"round {row['round']}: C {row['c']:>10,.0f}  echo-load {row['echo_load']:>10,.0f} "
+        f"({row['echo_load'] / row['c']:.2f}x)  blocking {row['blocking']:>10,.0f} "
+        f"({row['blocking'] / row['c']:.2f}x)  msg/s;  CPU us/msg: C {row['c_cpu_us']:.2f}  "
+        f"echo-load {row['echo_load_cpu_us']:.2f}  blocking {row['blocking_cpu_us']:.2f}"
+    )
 
 
 def report(rows: list[dict], args, load_before: tuple, load_after: tuple) -> str:
@@ -129,11 +170,14 @@ def report(rows: list[dict], args, load_before: tuple, load_after: tuple) -> str
         "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for row, f, c in zip(rows, fast, classic):
-        lines.append(f"| {row['round']} | {row['c']:,.0f} | {row['echo_load']:,.0f} | {f:.2f} | "
-                     f"{row['blocking']:,.0f} | {c:.2f} | {row['c_cpu_us']:.2f} | {row['echo_load_cpu_us']:.2f} | "
-                     f"{row['blocking_cpu_us']:.2f} | {_pct(row['server_cpu'])} |")
-    cost = {key: statistics.median(row[key] for row in rows) for key in ("c_cpu_us", "echo_load_cpu_us",
-                                                                          "blocking_cpu_us")}
+        lines.append(
+            f"| {row['round']} | {row['c']:,.0f} | {row['echo_load']:,.0f} | {f:.2f} | "
+            f"{row['blocking']:,.0f} | {c:.2f} | {row['c_cpu_us']:.2f} | {row['echo_load_cpu_us']:.2f} | "
+            f"{row['blocking_cpu_us']:.2f} | {_pct(row['server_cpu'])} |"
+        )
+    cost = {
+        key: statistics.median(row[key] for row in rows) for key in ("c_cpu_us", "echo_load_cpu_us", "blocking_cpu_us")
+    }
     cpu_ratio = [row["c_cpu_us"] / row["echo_load_cpu_us"] for row in rows]
     lines += [
         "",

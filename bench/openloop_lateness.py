@@ -28,10 +28,25 @@ from echoserver.spawn import ServerProcess  # noqa: E402
 
 
 def echo_load(address: tuple, core: int, *args: str) -> dict:
-    command = [sys.executable, "-m", "echoclients.load.cli", "--host", address[0], "--port", str(address[1]),
-               "--clients", "20", "--size", "64", "--json", "--quiet", *args]
-    out = subprocess.run(command, capture_output=True, text=True, cwd=ROOT,
-                         preexec_fn=lambda: os.sched_setaffinity(0, {core}))
+    command = [
+        sys.executable,
+        "-m",
+        "echoclients.load.cli",
+        "--host",
+        address[0],
+        "--port",
+        str(address[1]),
+        "--clients",
+        "20",
+        "--size",
+        "64",
+        "--json",
+        "--quiet",
+        *args,
+    ]
+    out = subprocess.run(
+        command, capture_output=True, text=True, cwd=ROOT, preexec_fn=lambda: os.sched_setaffinity(0, {core})
+    )
     if not out.stdout.strip():
         sys.exit(f"openloop_lateness: echo-load failed ({out.returncode}): {out.stderr.strip()}")
     return json.loads(out.stdout)
@@ -55,15 +70,31 @@ def main() -> None:
         os.sched_setaffinity(0, set(cores))
     rows = []
     try:
-        capacity = echo_load(server.address, cores[0], "--duration", str(args.duration), "--warmup", "0.5",
-                             "--threads", "1")["msgs_per_s"]
+        capacity = echo_load(
+            server.address, cores[0], "--duration", str(args.duration), "--warmup", "0.5", "--threads", "1"
+        )["msgs_per_s"]
         rate = round(capacity * args.load)
         for round_ in range(1, args.rounds + 1):
-            result = echo_load(server.address, cores[0], "--rate", str(rate), "--duration", str(args.duration),
-                               "--warmup", "0.5", "--threads", "1")
-            rows.append({"round": round_, "msgs_per_s": result["msgs_per_s"], **{
-                f"lat_{k}": result["latency_us"][k] for k in ("p50", "p90", "p99")}, **{
-                f"late_{k}": result["send_lateness_us"][k] for k in ("p50", "p99", "max")}})
+            result = echo_load(
+                server.address,
+                cores[0],
+                "--rate",
+                str(rate),
+                "--duration",
+                str(args.duration),
+                "--warmup",
+                "0.5",
+                "--threads",
+                "1",
+            )
+            rows.append(
+                {
+                    "round": round_,
+                    "msgs_per_s": result["msgs_per_s"],
+                    **{f"lat_{k}": result["latency_us"][k] for k in ("p50", "p90", "p99")},
+                    **{f"late_{k}": result["send_lateness_us"][k] for k in ("p50", "p99", "max")},
+                }
+            )
             print(rows[-1], flush=True)
     finally:
         server.stop()
@@ -76,19 +107,27 @@ def main() -> None:
 def report(rows: list[dict], capacity: float, rate: int, args, before: tuple, after: tuple) -> str:
     med = {key: statistics.median(row[key] for row in rows) for key in rows[0] if key != "round"}
     lines = [
-        "# echo-load open loop: send lateness at a quarter of capacity", "",
-        f"`python bench/openloop_lateness.py {' '.join(sys.argv[1:])}`", "",
+        "# echo-load open loop: send lateness at a quarter of capacity",
+        "",
+        f"`python bench/openloop_lateness.py {' '.join(sys.argv[1:])}`",
+        "",
         f"`echoserver --backend uvloop` on one core, echo-load (one thread) on the other; closed-loop capacity "
         f"{capacity:,.0f} msg/s, so `--rate {rate}` ({args.load:.0%}); 20 connections x 64 B, {args.duration:g} s "
         f"per round. Load average (1 min) before/after: {before[0]:.1f} / {after[0]:.1f} on {os.cpu_count()} CPUs.",
-        "", "| round | msg/s | latency p50 us | p90 | p99 | sent late p50 us | p99 | max |",
+        "",
+        "| round | msg/s | latency p50 us | p90 | p99 | sent late p50 us | p99 | max |",
         "|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for row in rows:
-        lines.append(f"| {row['round']} | {row['msgs_per_s']:,.0f} | {row['lat_p50']} | {row['lat_p90']} | "
-                     f"{row['lat_p99']} | {row['late_p50']} | {row['late_p99']} | {row['late_max']} |")
-    lines += ["", f"**Median send lateness p99: {med['late_p99']} us** (goal <= 50 us); median latency "
-                  f"p50/p90/p99 {med['lat_p50']} / {med['lat_p90']} / {med['lat_p99']} us."]
+        lines.append(
+            f"| {row['round']} | {row['msgs_per_s']:,.0f} | {row['lat_p50']} | {row['lat_p90']} | "
+            f"{row['lat_p99']} | {row['late_p50']} | {row['late_p99']} | {row['late_max']} |"
+        )
+    lines += [
+        "",
+        f"**Median send lateness p99: {med['late_p99']} us** (goal <= 50 us); median latency "
+        f"p50/p90/p99 {med['lat_p50']} / {med['lat_p90']} / {med['lat_p99']} us.",
+    ]
     return "\n".join(lines)
 
 

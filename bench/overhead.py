@@ -56,6 +56,7 @@ POOL_SIZE = 64  # threadpool: connections beyond the pool are accepted but never
 
 # -- the client ------------------------------------------------------------------------------
 
+
 def run_client(port: int, connections: int, size: int, seconds: float, attempts: int = 3) -> dict:
     """The client's JSON result; fails loudly on any error or corrupted byte.
 
@@ -63,8 +64,12 @@ def run_client(port: int, connections: int, size: int, seconds: float, attempts:
     loaded machine) is not a measurement: it is repeated, a few times at most.
     """
     for _ in range(attempts):
-        done = subprocess.run([str(CLIENT_BINARY), "127.0.0.1", str(port), str(connections), str(size),
-                               str(seconds)], capture_output=True, text=True, timeout=seconds + 60)
+        done = subprocess.run(
+            [str(CLIENT_BINARY), "127.0.0.1", str(port), str(connections), str(size), str(seconds)],
+            capture_output=True,
+            text=True,
+            timeout=seconds + 60,
+        )
         result = json.loads(done.stdout) if done.stdout.strip() else {}
         if done.returncode != 0:
             raise RuntimeError(f"epoll-client failed ({done.returncode}): {done.stdout.strip()} {done.stderr.strip()}")
@@ -108,6 +113,7 @@ def measure(server, connections: int, size: int, seconds: float) -> tuple[float,
 
 # -- the servers -----------------------------------------------------------------------------
 
+
 @contextlib.contextmanager
 def on_cpu(cpu: int):
     """Run the calling thread (and whatever it starts) on one core, then go back."""
@@ -142,9 +148,10 @@ class ReferenceServer:
     def pid(self) -> int:
         return self.proc.pid
 
-    def start(self, timeout: float = 20.0) -> "ReferenceServer":
-        self.proc = subprocess.Popen(self.args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.PIPE, text=True)
+    def start(self, timeout: float = 20.0) -> ReferenceServer:
+        self.proc = subprocess.Popen(
+            self.args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+        )
         ready = threading.Event()
 
         def read() -> None:
@@ -203,7 +210,7 @@ class Servers:
             if server in self.started:
                 self.started.remove(server)
 
-    def __enter__(self) -> "Servers":
+    def __enter__(self) -> Servers:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -232,6 +239,7 @@ def connection_children(pid: int) -> list:
 
 
 # -- memory per idle connection --------------------------------------------------------------
+
 
 def pss(pid: int) -> int:
     with open(f"/proc/{pid}/smaps_rollup") as rollup:
@@ -312,14 +320,22 @@ def summarize(fw: list[tuple], ref: list[tuple]) -> dict:
     per round trip: the throughput ratio the two would have on a core of their own."""
     ratios = [a[0] / b[0] for a, b in zip(fw, ref)]
     cpu_ratios = [b[1] / a[1] for a, b in zip(fw, ref)]
-    return {"framework_msgs_per_s": [a[0] for a in fw], "reference_msgs_per_s": [b[0] for b in ref],
-            "ratios": ratios, "ratio": statistics.median(ratios),
-            "framework_cpu_us": [a[1] for a in fw], "reference_cpu_us": [b[1] for b in ref],
-            "cpu_ratios": cpu_ratios, "cpu_ratio": statistics.median(cpu_ratios),
-            "framework_busy": [a[2] for a in fw], "reference_busy": [b[2] for b in ref]}
+    return {
+        "framework_msgs_per_s": [a[0] for a in fw],
+        "reference_msgs_per_s": [b[0] for b in ref],
+        "ratios": ratios,
+        "ratio": statistics.median(ratios),
+        "framework_cpu_us": [a[1] for a in fw],
+        "reference_cpu_us": [b[1] for b in ref],
+        "cpu_ratios": cpu_ratios,
+        "cpu_ratio": statistics.median(cpu_ratios),
+        "framework_busy": [a[2] for a in fw],
+        "reference_busy": [b[2] for b in ref],
+    }
 
 
 # -- one backend against its reference ------------------------------------------------------
+
 
 def compare(backend: str, args, servers: Servers, reference: str | None = None) -> dict:
     result = {"throughput": {}, "memory": {}}
@@ -334,17 +350,24 @@ def compare_memory(backend: str, args, servers: Servers, reference: str | None =
     idle = args.idle_fork if backend == "fork" else args.idle
     fw_mem, ref_mem = [], []
     for round_ in range(args.memory_rounds):  # fresh servers each time: growth from a clean start
-        for kind in (("framework", "reference") if round_ % 2 == 0 else ("reference", "framework")):
+        for kind in ("framework", "reference") if round_ % 2 == 0 else ("reference", "framework"):
             server = servers.start(backend, kind, reference)
             try:
                 value = idle_bytes_per_connection(server, backend, idle)
             finally:
                 servers.stop(server)
             (fw_mem if kind == "framework" else ref_mem).append(value)
-    memory = {"connections": idle, "framework_bytes": fw_mem, "reference_bytes": ref_mem,
-              "ratio": statistics.median(fw_mem) / statistics.median(ref_mem)}
-    print(f"  {backend:<10} idle memory: {statistics.median(fw_mem) / 1024:7.1f} KiB vs "
-          f"{statistics.median(ref_mem) / 1024:7.1f} KiB per connection -> {memory['ratio']:.2f}x", flush=True)
+    memory = {
+        "connections": idle,
+        "framework_bytes": fw_mem,
+        "reference_bytes": ref_mem,
+        "ratio": statistics.median(fw_mem) / statistics.median(ref_mem),
+    }
+    print(
+        f"  {backend:<10} idle memory: {statistics.median(fw_mem) / 1024:7.1f} KiB vs "
+        f"{statistics.median(ref_mem) / 1024:7.1f} KiB per connection -> {memory['ratio']:.2f}x",
+        flush=True,
+    )
     return memory
 
 
@@ -356,8 +379,9 @@ def compare_throughput(backend: str, args, servers: Servers, reference_name: str
         for name, (connections, size) in WORKLOADS.items():
             run = lambda server, seconds: measure(server, connections, size, seconds)  # noqa: E731
             if not result:  # each server's very first client session, measured apart from the warm ones
-                result["first_session"] = first_session(backend, run(framework, args.seconds),
-                                                        run(reference, args.seconds), name)
+                result["first_session"] = first_session(
+                    backend, run(framework, args.seconds), run(reference, args.seconds), name
+                )
             run(framework, 0.5), run(reference, 0.5)  # warm-up, not counted
             fw, ref, failed = [], [], 0
             for round_ in range(args.rounds):  # A/B, then B/A: a drift within the pair cancels out
@@ -373,12 +397,15 @@ def compare_throughput(backend: str, args, servers: Servers, reference_name: str
                 result[name] = {"ratio": 0.0, "cpu_ratio": 0.0, "failed_pairs": failed, "no_data": True}
                 continue
             t = result[name] = summarize(fw, ref) | {"failed_pairs": failed}
-            print(f"  {backend:<10} {name:<9} {statistics.median(t['framework_msgs_per_s']):9.0f} vs "
-                  f"{statistics.median(t['reference_msgs_per_s']):9.0f} msg/s -> {t['ratio']:.3f}x "
-                  f"(pairs: {', '.join(f'{r:.2f}' for r in t['ratios'])}); CPU per round trip "
-                  f"{statistics.median(t['framework_cpu_us']):.1f} vs {statistics.median(t['reference_cpu_us']):.1f} us "
-                  f"-> {t['cpu_ratio']:.3f}x; server busy {statistics.median(t['framework_busy']):.0%} / "
-                  f"{statistics.median(t['reference_busy']):.0%}", flush=True)
+            print(
+                f"  {backend:<10} {name:<9} {statistics.median(t['framework_msgs_per_s']):9.0f} vs "
+                f"{statistics.median(t['reference_msgs_per_s']):9.0f} msg/s -> {t['ratio']:.3f}x "
+                f"(pairs: {', '.join(f'{r:.2f}' for r in t['ratios'])}); CPU per round trip "
+                f"{statistics.median(t['framework_cpu_us']):.1f} vs {statistics.median(t['reference_cpu_us']):.1f} us "
+                f"-> {t['cpu_ratio']:.3f}x; server busy {statistics.median(t['framework_busy']):.0%} / "
+                f"{statistics.median(t['reference_busy']):.0%}",
+                flush=True,
+            )
     finally:
         servers.stop(framework)
         servers.stop(reference)
@@ -391,14 +418,22 @@ def first_session(backend: str, framework: tuple, reference: tuple, workload: st
     (A fresh asyncio server once spent 4x the CPU per message until then: glibc's
     mmap threshold sat under its 256 KiB reads.)
     """
-    fresh = {"workload": workload, "framework_cpu_us": framework[1], "reference_cpu_us": reference[1],
-             "cpu_ratio": reference[1] / framework[1]}
-    print(f"  {backend:<10} first session of a fresh server ({workload}): CPU per round trip "
-          f"{framework[1]:.1f} vs {reference[1]:.1f} us -> {fresh['cpu_ratio']:.3f}x", flush=True)
+    fresh = {
+        "workload": workload,
+        "framework_cpu_us": framework[1],
+        "reference_cpu_us": reference[1],
+        "cpu_ratio": reference[1] / framework[1],
+    }
+    print(
+        f"  {backend:<10} first session of a fresh server ({workload}): CPU per round trip "
+        f"{framework[1]:.1f} vs {reference[1]:.1f} us -> {fresh['cpu_ratio']:.3f}x",
+        flush=True,
+    )
     return fresh
 
 
 # -- report ----------------------------------------------------------------------------------
+
 
 def throughput_verdict(t: dict) -> str:
     wall, cpu = t["ratio"] >= THROUGHPUT_GOAL, t["cpu_ratio"] >= THROUGHPUT_GOAL
@@ -407,39 +442,57 @@ def throughput_verdict(t: dict) -> str:
 
 def table(results: dict) -> str:
     """Markdown: one throughput row per backend and workload, then one memory row per backend."""
-    rows = ["| backend | workload | round trips/s, framework / reference | ratio (wall) | "
-            "server CPU us per round trip | ratio (CPU) | server busy | >= 0.95x |", "|---" * 8 + "|"]
+    rows = [
+        "| backend | workload | round trips/s, framework / reference | ratio (wall) | "
+        "server CPU us per round trip | ratio (CPU) | server busy | >= 0.95x |",
+        "|---" * 8 + "|",
+    ]
     for backend, r in results.items():
         for name, t in r["throughput"].items():
             med = statistics.median
             if name == "first_session":
                 continue
             if t.get("no_data"):
-                rows.append(f"| `{backend}` | {name} | no pair completed ({t['failed_pairs']} dropped) "
-                            "| - | - | - | - | no data |")
+                rows.append(
+                    f"| `{backend}` | {name} | no pair completed ({t['failed_pairs']} dropped) "
+                    "| - | - | - | - | no data |"
+                )
                 continue
             dropped = f" ({t['failed_pairs']} pairs dropped)" if t["failed_pairs"] else ""
-            rows.append(f"| `{backend}` | {name} | {med(t['framework_msgs_per_s']):,.0f} / "
-                        f"{med(t['reference_msgs_per_s']):,.0f} | **{t['ratio']:.3f}x** | "
-                        f"{med(t['framework_cpu_us']):.2f} / {med(t['reference_cpu_us']):.2f} | "
-                        f"**{t['cpu_ratio']:.3f}x** | {med(t['framework_busy']):.0%} / {med(t['reference_busy']):.0%} | "
-                        f"{throughput_verdict(t)}{dropped} |")
-    rows += ["", "| backend | first session of a fresh server | server CPU us per round trip, framework / reference "
-             "| ratio (CPU) | warm ratio (CPU) |", "|---" * 5 + "|"]
+            rows.append(
+                f"| `{backend}` | {name} | {med(t['framework_msgs_per_s']):,.0f} / "
+                f"{med(t['reference_msgs_per_s']):,.0f} | **{t['ratio']:.3f}x** | "
+                f"{med(t['framework_cpu_us']):.2f} / {med(t['reference_cpu_us']):.2f} | "
+                f"**{t['cpu_ratio']:.3f}x** | {med(t['framework_busy']):.0%} / {med(t['reference_busy']):.0%} | "
+                f"{throughput_verdict(t)}{dropped} |"
+            )
+    rows += [
+        "",
+        "| backend | first session of a fresh server | server CPU us per round trip, framework / reference "
+        "| ratio (CPU) | warm ratio (CPU) |",
+        "|---" * 5 + "|",
+    ]
     for backend, r in results.items():
         fresh = r["throughput"].get("first_session")
         if fresh:
             warm = r["throughput"].get(fresh["workload"], {}).get("cpu_ratio", 0.0)
-            rows.append(f"| `{backend}` | {fresh['workload']} | {fresh['framework_cpu_us']:.2f} / "
-                        f"{fresh['reference_cpu_us']:.2f} | **{fresh['cpu_ratio']:.3f}x** | {warm:.3f}x |")
-    rows += ["", "| backend | idle connections | KiB per idle connection, framework / reference | ratio | <= 1.2x |",
-             "|---" * 5 + "|"]
+            rows.append(
+                f"| `{backend}` | {fresh['workload']} | {fresh['framework_cpu_us']:.2f} / "
+                f"{fresh['reference_cpu_us']:.2f} | **{fresh['cpu_ratio']:.3f}x** | {warm:.3f}x |"
+            )
+    rows += [
+        "",
+        "| backend | idle connections | KiB per idle connection, framework / reference | ratio | <= 1.2x |",
+        "|---" * 5 + "|",
+    ]
     for backend, r in results.items():
         m = r["memory"]
         if m:
-            rows.append(f"| `{backend}` | {m['connections']} | {statistics.median(m['framework_bytes']) / 1024:.1f} / "
-                        f"{statistics.median(m['reference_bytes']) / 1024:.1f} | **{m['ratio']:.2f}x** | "
-                        f"{'meets' if m['ratio'] <= MEMORY_GOAL else 'misses'} |")
+            rows.append(
+                f"| `{backend}` | {m['connections']} | {statistics.median(m['framework_bytes']) / 1024:.1f} / "
+                f"{statistics.median(m['reference_bytes']) / 1024:.1f} | **{m['ratio']:.2f}x** | "
+                f"{'meets' if m['ratio'] <= MEMORY_GOAL else 'misses'} |"
+            )
     return "\n".join(rows)
 
 
@@ -452,20 +505,38 @@ def machine_note() -> dict:
     for package in ("gevent", "uvloop"):
         with contextlib.suppress(ImportError):
             versions[package] = __import__(package).__version__
-    git = subprocess.run(["git", "-C", str(BENCH.parent), "describe", "--always", "--dirty"],
-                         capture_output=True, text=True).stdout.strip()
-    return {"framework_commit": git or "unknown", "cpus": os.cpu_count(), "cpu_model": model, "kernel": platform.release(),
-            "python": platform.python_version(), **versions, "load_average_at_start": os.getloadavg()}
+    git = subprocess.run(
+        ["git", "-C", str(BENCH.parent), "describe", "--always", "--dirty"], capture_output=True, text=True
+    ).stdout.strip()
+    return {
+        "framework_commit": git or "unknown",
+        "cpus": os.cpu_count(),
+        "cpu_model": model,
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        **versions,
+        "load_average_at_start": os.getloadavg(),
+    }
 
 
 def write_results(results: dict, args, command: str, started: datetime.datetime, note: dict) -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     settings = {k: v for k, v in vars(args).items() if k != "no_write"}
     command += "" if not args.framework_path else "  # (framework from --framework-path)"
-    (RESULTS / "overhead.json").write_text(json.dumps(
-        {"date": started.isoformat(timespec="seconds"), "command": command, "settings": settings,
-         "machine": note, "goals": {"throughput_ratio_min": THROUGHPUT_GOAL, "memory_ratio_max": MEMORY_GOAL},
-         "results": results}, indent=2) + "\n")
+    (RESULTS / "overhead.json").write_text(
+        json.dumps(
+            {
+                "date": started.isoformat(timespec="seconds"),
+                "command": command,
+                "settings": settings,
+                "machine": note,
+                "goals": {"throughput_ratio_min": THROUGHPUT_GOAL, "memory_ratio_max": MEMORY_GOAL},
+                "results": results,
+            },
+            indent=2,
+        )
+        + "\n"
+    )
     load = ", ".join(f"{x:.2f}" for x in note["load_average_at_start"])
     (RESULTS / "overhead.md").write_text(f"""# Framework overhead: each backend against a bare reference server
 
@@ -500,8 +571,9 @@ def parse_args(argv: list[str] | None = None):
     parser.add_argument("--idle-fork", type=int, default=200, help="idle connections for fork")
     parser.add_argument("--memory-rounds", type=int, default=2, help="memory measurements per server")
     parser.add_argument("--only", choices=("throughput", "memory"), help="measure just one of the two")
-    parser.add_argument("--framework-path", metavar="DIR",
-                        help="directory holding another copy of the echoserver package to measure")
+    parser.add_argument(
+        "--framework-path", metavar="DIR", help="directory holding another copy of the echoserver package to measure"
+    )
     parser.add_argument("--no-write", action="store_true", help="print only; leave bench/results alone")
     args = parser.parse_args(argv)
     args.backends = [b.strip() for b in args.backends.split(",") if b.strip()]

@@ -62,8 +62,19 @@ def good_round_trip(address) -> float:
 
 
 def measure(backend: str, slots: int, deadline: float, rounds: int) -> list[float]:
-    with ServerProcess("--backend", backend, "--max-connections", str(slots), "--proxy-protocol", "required",
-                       "--header-timeout", str(deadline), "--grace", "1", ready_timeout=60) as server:
+    with ServerProcess(
+        "--backend",
+        backend,
+        "--max-connections",
+        str(slots),
+        "--proxy-protocol",
+        "required",
+        "--header-timeout",
+        str(deadline),
+        "--grace",
+        "1",
+        ready_timeout=60,
+    ) as server:
         return [attacked_round_trip(server.address, slots) for _ in range(rounds)]
 
 
@@ -91,16 +102,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args(argv)
     command = " ".join(["python", "bench/slow_peers.py", *(sys.argv[1:] if argv is None else argv)])
-    lines = [f"# A good client's round trip while {args.slots} slow attackers hold all {args.slots} slots", "",
-             f"`{command}`: `--max-connections {args.slots} --proxy-protocol required --header-timeout "
-             f"{args.header_timeout:g}`; each attacker trickles a PROXY header at one byte per 0.5 s and "
-             "reconnects when cut. The round trip should stay under the header deadline (plus scheduling).", "",
-             "| backend | round trips (s) | median | max | within the deadline + 1 s |", "|---|---|---|---|---|"]
+    lines = [
+        f"# A good client's round trip while {args.slots} slow attackers hold all {args.slots} slots",
+        "",
+        f"`{command}`: `--max-connections {args.slots} --proxy-protocol required --header-timeout "
+        f"{args.header_timeout:g}`; each attacker trickles a PROXY header at one byte per 0.5 s and "
+        "reconnects when cut. The round trip should stay under the header deadline (plus scheduling).",
+        "",
+        "| backend | round trips (s) | median | max | within the deadline + 1 s |",
+        "|---|---|---|---|---|",
+    ]
     for backend in (b.strip() for b in args.backends.split(",") if b.strip()):
         times = measure(backend, args.slots, args.header_timeout, args.rounds)
         ok = "yes" if max(times) <= args.header_timeout + 1 else "no"
-        lines.append(f"| `{backend}` | {', '.join(f'{t:.2f}' for t in times)} | {statistics.median(times):.2f} | "
-                     f"{max(times):.2f} | {ok} |")
+        lines.append(
+            f"| `{backend}` | {', '.join(f'{t:.2f}' for t in times)} | {statistics.median(times):.2f} | "
+            f"{max(times):.2f} | {ok} |"
+        )
         print(lines[-1], flush=True)
     text = "\n".join(lines) + "\n"
     print(text)

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import contextlib
 import difflib
-import io
 import importlib
+import io
 import os
 import sys
 from pathlib import Path
@@ -49,8 +49,14 @@ def help_text(prog: str, target: str) -> str:
             command(["--help"])
         return out.getvalue()
     # A fixed width and no terminal: the page must not depend on who generated it.
-    context = command.make_context(prog, [], resilient_parsing=True, terminal_width=100, max_content_width=100,
-                                   auto_envvar_prefix="ECHOSERVER" if prog == "echoserver" else None)
+    context = command.make_context(
+        prog,
+        [],
+        resilient_parsing=True,
+        terminal_width=100,
+        max_content_width=100,
+        auto_envvar_prefix="ECHOSERVER" if prog == "echoserver" else None,
+    )
     with context:
         return command.get_help(context)
 

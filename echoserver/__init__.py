@@ -28,9 +28,9 @@ __all__ = sorted(_EXPORTS) + ["__version__"]
 if TYPE_CHECKING:
     from echoserver.backends import REGISTRY
     from echoserver.config import ConfigError, ServerConfig
+    from echoserver.observability.stats import Stats
     from echoserver.sansio.handlers import make_handler
     from echoserver.server import RunningServer, running_server, serve
-    from echoserver.observability.stats import Stats
 
 
 def __getattr__(name: str) -> object:

@@ -51,76 +51,127 @@ class ServerConfig:
     field's default and help text are the CLI's too (echoserver/cli/options.py).
     """
 
-    backend: str = option("asyncio", "Concurrency model: {backends} (see --list-backends).",
-                          flags=("-b",), metavar="NAME")
+    backend: str = option(
+        "asyncio", "Concurrency model: {backends} (see --list-backends).", flags=("-b",), metavar="NAME"
+    )
     host: str = option("127.0.0.1", "Address to listen on; 0.0.0.0 or :: exposes the server to the network.")
     port: int = option(8080, "TCP port; 0 picks a free one (the ready line tells which).", flags=("-p",))
     # Several listeners, served by one backend instance. Empty: just --host and --port.
-    bind: tuple[str, ...] = option((), "Listen here instead of --host/--port; repeatable: HOST:PORT, [IPV6]:PORT, "
-                                       "unix:/PATH.sock (ECHOSERVER_BIND: space-separated).", metavar="ADDRESS")
-    handler: str = option("echo", "echo: every byte back; upper: ASCII upper-cased; line: whole newline-terminated "
-                                  "lines.", choices=HANDLERS)
-    max_line: int = option(64 * KiB, "Longest line the line handler accepts (newline included); longer gets an error "
-                                     "and a close.", type="size")
-    cpu_work: int = option(0, "Pure-Python iterations per message, holding the GIL: makes CPU-bound work visible.",
-                           metavar="N")
-    io_delay: float = option(0.0, "Simulated IO wait per message, in milliseconds, slept the backend's own way.",
-                             metavar="MS")
+    bind: tuple[str, ...] = option(
+        (),
+        "Listen here instead of --host/--port; repeatable: HOST:PORT, [IPV6]:PORT, "
+        "unix:/PATH.sock (ECHOSERVER_BIND: space-separated).",
+        metavar="ADDRESS",
+    )
+    handler: str = option(
+        "echo",
+        "echo: every byte back; upper: ASCII upper-cased; line: whole newline-terminated lines.",
+        choices=HANDLERS,
+    )
+    max_line: int = option(
+        64 * KiB,
+        "Longest line the line handler accepts (newline included); longer gets an error and a close.",
+        type="size",
+    )
+    cpu_work: int = option(
+        0, "Pure-Python iterations per message, holding the GIL: makes CPU-bound work visible.", metavar="N"
+    )
+    io_delay: float = option(
+        0.0, "Simulated IO wait per message, in milliseconds, slept the backend's own way.", metavar="MS"
+    )
     pool_size: int = option(64, "threadpool: worker threads; connections beyond them wait their turn.")
     max_children: int = option(256, "fork: most connection processes alive at once; more wait in the backlog.")
-    max_connections: int = option(0, "Most connections served at once (0: no limit); more wait in the listen "
-                                     "backlog.", metavar="N")
-    idle_timeout: float = option(0.0, "Close a connection that makes no progress for S seconds (0: never).",
-                                 metavar="S")
-    grace: float = option(10.0, "On SIGTERM/SIGINT, how long connected clients get to finish before being cut.",
-                          metavar="S")
+    max_connections: int = option(
+        0, "Most connections served at once (0: no limit); more wait in the listen backlog.", metavar="N"
+    )
+    idle_timeout: float = option(
+        0.0, "Close a connection that makes no progress for S seconds (0: never).", metavar="S"
+    )
+    grace: float = option(
+        10.0, "On SIGTERM/SIGINT, how long connected clients get to finish before being cut.", metavar="S"
+    )
     backlog: int = option(1024, "Listen backlog: connections the kernel queues before the server accepts them.")
     buffer_size: int = option(64 * KiB, "Bytes read from a connection at a time.", type="size")
     # The bound that keeps a client that never reads from making the server buffer without limit.
-    write_buffer_limit: int = option(1 * MiB, "Unsent reply bytes per connection before the server stops reading "
-                                              "from it.", type="size")
+    write_buffer_limit: int = option(
+        1 * MiB, "Unsent reply bytes per connection before the server stops reading from it.", type="size"
+    )
     # Accepting processes (1: no supervisor); each runs the backend on the one shared listener.
-    workers: int = option(1, "Processes accepting on the one listening socket, each running the backend, under a "
-                             "supervisor that restarts them; auto: one per available CPU. With fork: N accepting "
-                             "processes that each fork per connection.", type="workers")
-    reuse_port: bool = option(False, "With --workers: a listening socket per worker (SO_REUSEPORT, Linux), so the "
-                                     "kernel spreads new connections evenly instead of giving a burst to whichever "
-                                     "worker wakes first.")
+    workers: int = option(
+        1,
+        "Processes accepting on the one listening socket, each running the backend, under a "
+        "supervisor that restarts them; auto: one per available CPU. With fork: N accepting "
+        "processes that each fork per connection.",
+        type="workers",
+    )
+    reuse_port: bool = option(
+        False,
+        "With --workers: a listening socket per worker (SO_REUSEPORT, Linux), so the "
+        "kernel spreads new connections evenly instead of giving a burst to whichever "
+        "worker wakes first.",
+    )
     # What deployments ask of an echo server: TLS, the PROXY protocol, a banner.
     tls_cert: str = option("", "Serve TLS with this certificate (PEM).", metavar="FILE")
     tls_key: str = option("", "The certificate's private key (PEM).", metavar="FILE")
     tls_client_ca: str = option("", "Require client certificates signed by this CA (mutual TLS).", metavar="FILE")
-    proxy_protocol: str = option("off", "Read the PROXY protocol v1/v2 header a load balancer prepends; optional: "
-                                        "plain clients too.", choices=PROXY_MODES)
+    proxy_protocol: str = option(
+        "off",
+        "Read the PROXY protocol v1/v2 header a load balancer prepends; optional: plain clients too.",
+        choices=PROXY_MODES,
+    )
     proxy_trusted: tuple[str, ...] = option(
-        ("127.0.0.0/8", "::1/128"), "Peers allowed to send a PROXY header: CIDR networks or addresses, comma-"
+        ("127.0.0.0/8", "::1/128"),
+        "Peers allowed to send a PROXY header: CIDR networks or addresses, comma-"
         "separated or repeated (* for any). A header from any other peer closes the connection, and so does its "
-        "lack under required. Unix-socket peers are local: trusted.", metavar="CIDR,...")
-    header_timeout: float = option(5.0, "Seconds, in all, a peer gets to send its PROXY header (independent of "
-                                        "--idle-timeout).", metavar="S")
-    tls_handshake_timeout: float = option(10.0, "Seconds, in all, a peer gets to complete the TLS handshake.",
-                                          metavar="S")
-    banner: str = option("", "A line sent once on connect; {hostname} and {backend} are filled in. Off by "
-                             "default.", metavar="TEXT")
+        "lack under required. Unix-socket peers are local: trusted.",
+        metavar="CIDR,...",
+    )
+    header_timeout: float = option(
+        5.0, "Seconds, in all, a peer gets to send its PROXY header (independent of --idle-timeout).", metavar="S"
+    )
+    tls_handshake_timeout: float = option(
+        10.0, "Seconds, in all, a peer gets to complete the TLS handshake.", metavar="S"
+    )
+    banner: str = option(
+        "", "A line sent once on connect; {hostname} and {backend} are filled in. Off by default.", metavar="TEXT"
+    )
     # Fault injection, for testing the clients and proxies in front of the server. Off by default.
-    delay: tuple[float, float] = option((0.0, 0.0), "Fault injection: wait MS (+/- JITTER) milliseconds before each "
-                                                    "reply.", type="delay", cli_default="0")
-    reset_probability: float = option(0.0, "Fault injection: abort the connection with an RST instead of replying, "
-                                           "with probability P.", metavar="P")
-    trickle: int = option(0, "Fault injection: write replies at this many bytes per second.", type="size",
-                          metavar="BYTES_PER_S")
-    max_bytes_per_connection: int = option(0, "Fault injection: echo N bytes, then close the connection.",
-                                           type="size", metavar="N")
-    metrics_port: int | None = option(None, "Serve Prometheus metrics at /metrics and a health check at /healthz "
-                                            "(0: any free port).", metavar="PORT")
+    delay: tuple[float, float] = option(
+        (0.0, 0.0),
+        "Fault injection: wait MS (+/- JITTER) milliseconds before each reply.",
+        type="delay",
+        cli_default="0",
+    )
+    reset_probability: float = option(
+        0.0, "Fault injection: abort the connection with an RST instead of replying, with probability P.", metavar="P"
+    )
+    trickle: int = option(
+        0, "Fault injection: write replies at this many bytes per second.", type="size", metavar="BYTES_PER_S"
+    )
+    max_bytes_per_connection: int = option(
+        0, "Fault injection: echo N bytes, then close the connection.", type="size", metavar="N"
+    )
+    metrics_port: int | None = option(
+        None, "Serve Prometheus metrics at /metrics and a health check at /healthz (0: any free port).", metavar="PORT"
+    )
     metrics_host: str = option("127.0.0.1", "Address of the metrics endpoint.")
-    stats_interval: float = option(0.0, "Log connection, message and byte rates every S seconds (0: never).",
-                                   metavar="S")
-    interpreters: int = option(0, "interpreters backend: subinterpreters accepting on the one listener, each with its "
-                                  "own GIL (0: one per available CPU).", type="workers", metavar="N|auto")
-    cpu_work_on: str = option("all", f"Which messages get --cpu-work: all, or marked: only those whose first byte is "
-                                     f"{HEAVY_MARKER.decode()!r} (the mixed scenario: a few heavy clients among many light "
-                                     "ones, told apart per message).", choices=CPU_WORK_ON)
+    stats_interval: float = option(
+        0.0, "Log connection, message and byte rates every S seconds (0: never).", metavar="S"
+    )
+    interpreters: int = option(
+        0,
+        "interpreters backend: subinterpreters accepting on the one listener, each with its "
+        "own GIL (0: one per available CPU).",
+        type="workers",
+        metavar="N|auto",
+    )
+    cpu_work_on: str = option(
+        "all",
+        f"Which messages get --cpu-work: all, or marked: only those whose first byte is "
+        f"{HEAVY_MARKER.decode()!r} (the mixed scenario: a few heavy clients among many light "
+        "ones, told apart per message).",
+        choices=CPU_WORK_ON,
+    )
 
     def __post_init__(self) -> None:
         _check(self.port, 0, 65535, "port")
@@ -162,8 +213,9 @@ class ServerConfig:
             raise ConfigError("delay", f"MS[:JITTER] with 0 <= JITTER <= MS <= 3600000, got {shown}")
         unknown = sorted(set(re.findall(r"{([^{}]*)}", self.banner)) - {"hostname", "backend"})
         if unknown:
-            raise ConfigError("banner", f"unknown placeholder {{{unknown[0]}}}; the banner fills in {{hostname}} "
-                                        "and {backend}")
+            raise ConfigError(
+                "banner", f"unknown placeholder {{{unknown[0]}}}; the banner fills in {{hostname}} and {{backend}}"
+            )
         _check(self.reset_probability, 0, 1, "reset_probability")
         _check(self.trickle, 0, 1 << 40, "trickle")
         _check(self.max_bytes_per_connection, 0, 1 << 60, "max_bytes_per_connection")
@@ -174,7 +226,10 @@ class ServerConfig:
         if self.cpu_work_on not in CPU_WORK_ON:
             raise ConfigError("cpu_work_on", f"choose one of {', '.join(CPU_WORK_ON)}")
         if not 1 <= self.workers <= MAX_WORKERS:
-            raise ConfigError("workers", f"must be at least 1 and at most {MAX_WORKERS} (auto: one per available CPU), got {self.workers}")
+            raise ConfigError(
+                "workers",
+                f"must be at least 1 and at most {MAX_WORKERS} (auto: one per available CPU), got {self.workers}",
+            )
         self._check_reuse_port()
 
     def _check_reuse_port(self) -> None:
@@ -204,7 +259,7 @@ class ServerConfig:
         """Whether replies take the slow path (a wait, a fault) rather than going straight back."""
         return bool(self.io_delay) or self.faults
 
-    def replace(self, **changes: Any) -> "ServerConfig":
+    def replace(self, **changes: Any) -> ServerConfig:
         return dataclasses.replace(self, **changes)
 
 
@@ -233,8 +288,9 @@ def parse_networks(value: str | tuple[str, ...]) -> tuple[str, ...]:
         try:
             networks.append(str(ipaddress.ip_network(item)))
         except ValueError as exc:
-            raise ConfigError("proxy_trusted", f"{item!r} is not an address or a network ({exc}); "
-                                               "write e.g. 10.0.0.0/8,::1 or *") from None
+            raise ConfigError(
+                "proxy_trusted", f"{item!r} is not an address or a network ({exc}); write e.g. 10.0.0.0/8,::1 or *"
+            ) from None
     return tuple(networks)
 
 

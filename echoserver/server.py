@@ -10,14 +10,14 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 from echoserver import backends
 from echoserver.backends.base import Backend
 from echoserver.config import ConfigError, ServerConfig
-from echoserver.net.tls import server_context
 from echoserver.net.limits import check_backlog, raise_open_file_limit
 from echoserver.net.listener import bind_listeners, remove_files, unix_paths
+from echoserver.net.tls import server_context
 from echoserver.observability.logs import StatsReporter
 from echoserver.observability.ready import announce
 from echoserver.observability.reporting import reporting
@@ -85,8 +85,9 @@ def serve(config: ServerConfig, *, on_ready: Callable[[tuple], None] | None = No
             on_ready(addresses[0])
 
     try:
-        with reporting(config.replace(stats_interval=0), backend.snapshot,
-                       lambda: accepting.is_set() and not backend.stopping):
+        with reporting(
+            config.replace(stats_interval=0), backend.snapshot, lambda: accepting.is_set() and not backend.stopping
+        ):
             backend.run(listeners, ready, handle_signals=True)
     finally:
         for reporter in reporters:
@@ -102,8 +103,11 @@ class RunningServer:
 
     def __init__(self, config: ServerConfig) -> None:
         if config.workers != 1:
-            raise ConfigError("workers", f"running_server runs one process, not {config.workers}; for --workers "
-                                         "run the command (echoserver.spawn.ServerProcess does, for tests)")
+            raise ConfigError(
+                "workers",
+                f"running_server runs one process, not {config.workers}; for --workers "
+                "run the command (echoserver.spawn.ServerProcess does, for tests)",
+            )
         self.config = config
         self.backend = check(config)(config)
         self.listeners = bind_listeners(config)
@@ -126,7 +130,7 @@ class RunningServer:
         """Counters so far, every process of the server included (see :mod:`echoserver.observability.stats`)."""
         return self.backend.snapshot()
 
-    def start(self, timeout: float = 10.0) -> "RunningServer":
+    def start(self, timeout: float = 10.0) -> RunningServer:
         self._thread.start()
         if not self._ready.wait(timeout) or self._error:
             self.stop()

@@ -13,7 +13,7 @@ import subprocess
 import sys
 import threading
 import time
-from typing import Sequence
+from collections.abc import Sequence
 
 from echoserver.observability.ready import parse_gil, parse_ready_line
 
@@ -27,8 +27,9 @@ class ServerProcess:
     free-threaded build, ``None`` elsewhere.
     """
 
-    def __init__(self, *args: str, env: dict | None = None, ready_timeout: float = 20.0,
-                 python: Sequence[str] | None = None) -> None:
+    def __init__(
+        self, *args: str, env: dict | None = None, ready_timeout: float = 20.0, python: Sequence[str] | None = None
+    ) -> None:
         self.args = [*(python or [sys.executable]), "-m", "echoserver", "--port", "0", *args]
         self.env = {**os.environ, **(env or {})}
         self.ready_timeout = ready_timeout
@@ -53,9 +54,15 @@ class ServerProcess:
     def stderr(self) -> str:
         return "".join(self.lines)
 
-    def start(self) -> "ServerProcess":
-        self.proc = subprocess.Popen(self.args, env=self.env, stdin=subprocess.DEVNULL,
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    def start(self) -> ServerProcess:
+        self.proc = subprocess.Popen(
+            self.args,
+            env=self.env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         threading.Thread(target=self._read_stderr, daemon=True).start()
         deadline = time.monotonic() + self.ready_timeout
         while not self._ready.wait(0.05):
@@ -95,7 +102,7 @@ class ServerProcess:
             self.proc.kill()
             self.proc.wait()
 
-    def __enter__(self) -> "ServerProcess":
+    def __enter__(self) -> ServerProcess:
         return self if self.proc is not None else self.start()
 
     def __exit__(self, *exc: object) -> None:

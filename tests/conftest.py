@@ -24,11 +24,11 @@ SERVER_PYTHON = shlex.split(os.environ.get("ECHOSERVER_TEST_PYTHON", ""))
 
 def _unavailable_under(python: list[str]) -> dict[str, str]:
     """``{backend: reason}`` as that interpreter's ``--list-backends`` says; a broken one fails loudly."""
-    proc = subprocess.run([*python, "-m", "echoserver", "--list-backends"], capture_output=True, text=True,
-                          timeout=60)
+    proc = subprocess.run([*python, "-m", "echoserver", "--list-backends"], capture_output=True, text=True, timeout=60)
     if proc.returncode != 0:
-        raise pytest.UsageError(f"ECHOSERVER_TEST_PYTHON={shlex.join(python)} cannot run echoserver:\n"
-                                f"{proc.stderr.strip()}")
+        raise pytest.UsageError(
+            f"ECHOSERVER_TEST_PYTHON={shlex.join(python)} cannot run echoserver:\n{proc.stderr.strip()}"
+        )
     reasons = {}
     for line in proc.stdout.splitlines():
         name, _, rest = line.partition(" ")
@@ -37,8 +37,11 @@ def _unavailable_under(python: list[str]) -> dict[str, str]:
     return reasons
 
 
-UNAVAILABLE = (_unavailable_under(SERVER_PYTHON) if SERVER_PYTHON else
-               {name: spec.why_unavailable() for name, spec in REGISTRY.items() if not spec.available})
+UNAVAILABLE = (
+    _unavailable_under(SERVER_PYTHON)
+    if SERVER_PYTHON
+    else {name: spec.why_unavailable() for name, spec in REGISTRY.items() if not spec.available}
+)
 
 
 def backend_params() -> list:
@@ -64,6 +67,7 @@ def backend(request) -> str:
 @pytest.fixture
 def served_backend():
     """``served_backend(name)``: the name, or a visible skip if the servers' interpreter cannot run it."""
+
     def check(name: str) -> str:
         if name in UNAVAILABLE:
             pytest.skip(UNAVAILABLE[name])

@@ -25,8 +25,11 @@ def stats() -> list[dict[str, str]]:
     """HAProxy's rows for the replicas' slots (``replica1`` .. ``replica8``)."""
     with urllib.request.urlopen(STATS_URL, timeout=5) as response:
         text = response.read().decode().lstrip("# ")
-    return [row for row in csv.DictReader(io.StringIO(text)) if row["pxname"] == "replicas"
-            and row["svname"] not in ("BACKEND", "FRONTEND")]
+    return [
+        row
+        for row in csv.DictReader(io.StringIO(text))
+        if row["pxname"] == "replicas" and row["svname"] not in ("BACKEND", "FRONTEND")
+    ]
 
 
 def replicas_up() -> list[dict[str, str]]:
@@ -91,7 +94,7 @@ class EchoConversation(threading.Thread):
                     return
                 self.received += len(echoed)
                 if len(echoed) < len(payload):
-                    self.closed = "EOF" if echoed == payload[:len(echoed)] else "EOF after a wrong byte"
+                    self.closed = "EOF" if echoed == payload[: len(echoed)] else "EOF after a wrong byte"
                     self.closed_at = time.monotonic()
                     return
                 if echoed != payload:

@@ -42,12 +42,19 @@ def need_tool(name: str) -> None:
 
 def run(args, *, env=None, timeout=120, check=True, cwd=REPO) -> subprocess.CompletedProcess:
     result = subprocess.run(
-        [str(a) for a in args], cwd=cwd, env=env or tool_env(), timeout=timeout,
-        stdin=subprocess.DEVNULL, capture_output=True, text=True,
+        [str(a) for a in args],
+        cwd=cwd,
+        env=env or tool_env(),
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
     )
     if check and result.returncode != 0:
-        pytest.fail(f"{' '.join(map(str, args))} exited {result.returncode}\n"
-                    f"--- stdout\n{result.stdout[-3000:]}\n--- stderr\n{result.stderr[-3000:]}")
+        pytest.fail(
+            f"{' '.join(map(str, args))} exited {result.returncode}\n"
+            f"--- stdout\n{result.stdout[-3000:]}\n--- stderr\n{result.stderr[-3000:]}"
+        )
     return result
 
 
@@ -56,7 +63,7 @@ def parse_exports(text: str) -> dict[str, str]:
     env = {}
     for line in text.splitlines():
         if line.startswith("export ") and "=" in line:
-            key, _, value = line[len("export "):].partition("=")
+            key, _, value = line[len("export ") :].partition("=")
             env[key] = value.strip("'\"")
     return env
 

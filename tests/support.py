@@ -96,10 +96,17 @@ def stalled_writer(address) -> socket.socket:
     return sock
 
 
-def run_cli(*args: str, env: dict | None = None, timeout: float = 30, prefix: tuple[str, ...] = ()
-            ) -> subprocess.CompletedProcess:
-    return subprocess.run([*prefix, sys.executable, "-m", "echoserver", *args], capture_output=True, text=True,
-                          timeout=timeout, env={**os.environ, **(env or {})}, stdin=subprocess.DEVNULL)
+def run_cli(
+    *args: str, env: dict | None = None, timeout: float = 30, prefix: tuple[str, ...] = ()
+) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [*prefix, sys.executable, "-m", "echoserver", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+        stdin=subprocess.DEVNULL,
+    )
 
 
 def assert_one_line_error(result: subprocess.CompletedProcess, code: int, *fragments: str) -> None:
@@ -113,8 +120,9 @@ def assert_one_line_error(result: subprocess.CompletedProcess, code: int, *fragm
 
 def echo_load(*args: str, timeout: float = 60) -> tuple[int, dict | None, str]:
     """Run the real CLI; (exit code, parsed --json result or None, stderr)."""
-    proc = subprocess.run([sys.executable, "-m", "echoclients.load.cli", *args], capture_output=True, text=True,
-                          timeout=timeout, cwd=ROOT)
+    proc = subprocess.run(
+        [sys.executable, "-m", "echoclients.load.cli", *args], capture_output=True, text=True, timeout=timeout, cwd=ROOT
+    )
     result = json.loads(proc.stdout) if "--json" in args and proc.stdout.strip() else None
     return proc.returncode, result, proc.stderr
 
@@ -146,8 +154,11 @@ def server_socket(server_port: int, client_port: int) -> tuple[int, int] | None:
     One regular-expression search per table (not a parse of every line, which takes seconds
     on a machine with a few hundred thousand sockets open).
     """
-    line = re.compile(rf"^ *\d+: [0-9A-F]+:{server_port:04X} [0-9A-F]+:{client_port:04X} [0-9A-F]{{2}} "
-                      rf"[0-9A-F]+:([0-9A-F]+) \S+ \S+ +\d+ +\d+ +(\d+)", re.M)
+    line = re.compile(
+        rf"^ *\d+: [0-9A-F]+:{server_port:04X} [0-9A-F]+:{client_port:04X} [0-9A-F]{{2}} "
+        rf"[0-9A-F]+:([0-9A-F]+) \S+ \S+ +\d+ +\d+ +(\d+)",
+        re.M,
+    )
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         found = line.search(Path(table).read_text())
         if found:

@@ -30,7 +30,8 @@ async def echo_client(host: str, port: int, messages: int, size: int) -> int:
 async def test_hundreds_of_asyncio_clients(backend) -> None:
     with running_server(ServerConfig(backend=backend, port=0, grace=2)) as server:
         totals = await asyncio.wait_for(
-            asyncio.gather(*(echo_client(server.host, server.port, 10, 100) for _ in range(300))), 60)
+            asyncio.gather(*(echo_client(server.host, server.port, 10, 100) for _ in range(300))), 60
+        )
         assert sum(totals) == 300 * 10 * 100
     snapshot = server.snapshot()
     assert snapshot["accepted"] == snapshot["closed"] == 300

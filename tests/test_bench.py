@@ -17,8 +17,9 @@ QUICK = ("--duration", "0.5", "--warmup", "0.1", "--clients", "4")
 
 
 def echo_bench(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "echoclients.bench.cli", *args], capture_output=True, text=True,
-                          timeout=120, cwd=ROOT)
+    return subprocess.run(
+        [sys.executable, "-m", "echoclients.bench.cli", *args], capture_output=True, text=True, timeout=120, cwd=ROOT
+    )
 
 
 def rows(out: Path) -> dict[str, dict]:
@@ -33,7 +34,9 @@ def test_two_backends_give_table_csv_json_and_chart(tmp_path):
     assert set(table) == {"thread", "asyncio"}
     for row in table.values():
         assert float(row["msgs_per_s_median"]) > 0 and row["errors"] == "none" and row["served"] == "4"
-        assert float(row["server_cpu_percent_median"]) >= 0 and float(row["server_pss_mb_median"]) > 0  # CPU: 10 ms ticks
+        assert (
+            float(row["server_cpu_percent_median"]) >= 0 and float(row["server_pss_mb_median"]) > 0
+        )  # CPU: 10 ms ticks
     markdown = (tmp_path / "results.md").read_text()
     assert "echo-bench --backend thread --backend asyncio" in markdown
     assert "| thread" in markdown and "| asyncio" in markdown and "results.png" in markdown
@@ -46,12 +49,19 @@ def test_two_backends_give_table_csv_json_and_chart(tmp_path):
 
 
 def test_repeats_are_interleaved_and_reported_as_median_and_spread(tmp_path):
-    proc = echo_bench("--backend", "thread", "--backend", "asyncio", *QUICK, "--repeat", "3", "--no-chart",
-                      "--out", str(tmp_path))
+    proc = echo_bench(
+        "--backend", "thread", "--backend", "asyncio", *QUICK, "--repeat", "3", "--no-chart", "--out", str(tmp_path)
+    )
     assert proc.returncode == 0, proc.stderr
     document = json.loads((tmp_path / "results.json").read_text())
     assert [(run["label"], run["repeat"]) for run in document["runs"]] == [
-        ("thread", 1), ("asyncio", 1), ("thread", 2), ("asyncio", 2), ("thread", 3), ("asyncio", 3)]
+        ("thread", 1),
+        ("asyncio", 1),
+        ("thread", 2),
+        ("asyncio", 2),
+        ("thread", 3),
+        ("asyncio", 3),
+    ]
     for label, row in rows(tmp_path).items():
         rates = sorted(run["msgs_per_s"] for run in document["runs"] if run["label"] == label)
         assert row["repeats"] == "3"
@@ -67,16 +77,18 @@ def test_repeats_are_interleaved_and_reported_as_median_and_spread(tmp_path):
 
 def test_a_running_server_is_measured_with_target(start_server, tmp_path):
     server = start_server("--backend", "gevent")
-    proc = echo_bench("--target", f"mine=127.0.0.1:{server.port}", *QUICK, "--repeat", "1", "--no-chart",
-                      "--out", str(tmp_path))
+    proc = echo_bench(
+        "--target", f"mine=127.0.0.1:{server.port}", *QUICK, "--repeat", "1", "--no-chart", "--out", str(tmp_path)
+    )
     assert proc.returncode == 0, proc.stderr
     assert float(rows(tmp_path)["mine"]["msgs_per_s_median"]) > 0
     assert not (tmp_path / "results.png").exists()
 
 
 def test_each_run_gets_its_own_server_flags(tmp_path):
-    proc = echo_bench("--run", "cap-2=thread --max-connections 2", *QUICK, "--repeat", "1", "--no-chart",
-                      "--out", str(tmp_path))
+    proc = echo_bench(
+        "--run", "cap-2=thread --max-connections 2", *QUICK, "--repeat", "1", "--no-chart", "--out", str(tmp_path)
+    )
     assert proc.returncode == 0, proc.stderr
     row = rows(tmp_path)["cap-2"]
     # Two served at once, four clients: two wait in the backlog for the whole window, since no
@@ -86,14 +98,16 @@ def test_each_run_gets_its_own_server_flags(tmp_path):
 
 
 def test_a_server_that_cannot_start_is_reported_and_exit_1(tmp_path):
-    proc = echo_bench("--run", "broken=thread --pool-size 0", *QUICK, "--repeat", "2", "--no-chart",
-                      "--out", str(tmp_path))
+    proc = echo_bench(
+        "--run", "broken=thread --pool-size 0", *QUICK, "--repeat", "2", "--no-chart", "--out", str(tmp_path)
+    )
     assert proc.returncode == 1
     assert rows(tmp_path)["broken"]["failed"] == "server did not start; server did not start"
 
 
-@pytest.mark.parametrize("args", [("--target", "nonsense"), ("--backend", "carrier-pigeon"),
-                                  ("--scenario", "nope"), ("--run", "=thread")])
+@pytest.mark.parametrize(
+    "args", [("--target", "nonsense"), ("--backend", "carrier-pigeon"), ("--scenario", "nope"), ("--run", "=thread")]
+)
 def test_usage_errors_exit_2(args, tmp_path):
     proc = echo_bench(*args, "--out", str(tmp_path))
     assert proc.returncode == 2

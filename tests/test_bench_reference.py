@@ -52,8 +52,9 @@ def test_epoll_client_builds_and_verifies_every_byte(tmp_path, start_server):
     subprocess.run(["gcc", "-O2", "-o", str(binary), str(BENCH / "c" / "epoll_client.c")], check=True)
     server = start_server("--backend", "asyncio", "--grace", "3")
 
-    done = subprocess.run([str(binary), server.host, str(server.port), "4", "1024", "1"],
-                          capture_output=True, text=True, timeout=30)
+    done = subprocess.run(
+        [str(binary), server.host, str(server.port), "4", "1024", "1"], capture_output=True, text=True, timeout=30
+    )
 
     result = json.loads(done.stdout)
     assert done.returncode == 0, done.stderr
@@ -69,8 +70,12 @@ def test_epoll_client_warmup_is_not_counted(tmp_path, start_server):
     subprocess.run(["gcc", "-O2", "-o", str(binary), str(BENCH / "c" / "epoll_client.c")], check=True)
     server = start_server("--backend", "asyncio", "--grace", "3")
 
-    done = subprocess.run([str(binary), "--warmup", "0.5", server.host, str(server.port), "2", "64", "0.5", "4"],
-                          capture_output=True, text=True, timeout=30)
+    done = subprocess.run(
+        [str(binary), "--warmup", "0.5", server.host, str(server.port), "2", "64", "0.5", "4"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
 
     result = json.loads(done.stdout)
     assert done.returncode == 0, done.stderr
@@ -85,8 +90,9 @@ def test_epoll_client_reports_corrupted_echo(tmp_path, start_server):
     subprocess.run(["gcc", "-O2", "-o", str(binary), str(BENCH / "c" / "epoll_client.c")], check=True)
     server = start_server("--backend", "asyncio", "--handler", "upper", "--grace", "3")
 
-    done = subprocess.run([str(binary), server.host, str(server.port), "2", "256", "0.3"],
-                          capture_output=True, text=True, timeout=30)
+    done = subprocess.run(
+        [str(binary), server.host, str(server.port), "2", "256", "0.3"], capture_output=True, text=True, timeout=30
+    )
 
     assert done.returncode == 1
     assert json.loads(done.stdout)["mismatches"] > 0

@@ -45,24 +45,28 @@ def test_unknown_backend_lists_the_available_ones() -> None:
     assert_one_line_error(result, 2, "carrier-pigeon", *available_names())
 
 
-@pytest.mark.parametrize("args, fragment", [
-    (["--port", "70000"], "--port"),
-    (["--port", "-1"], "--port"),
-    (["--port", "eighty"], "--port"),
-    (["--pool-size", "0"], "--pool-size"),
-    (["--max-line", "lots"], "--max-line"),
-    (["--handler", "shout"], "--handler"),
-    (["--host", "no-such-host.invalid"], "cannot resolve"),
-    (["--host", "192.0.2.1"], "not an address of this machine"),
-    (["--no-such-option"], "--no-such-option"),
-])
+@pytest.mark.parametrize(
+    "args, fragment",
+    [
+        (["--port", "70000"], "--port"),
+        (["--port", "-1"], "--port"),
+        (["--port", "eighty"], "--port"),
+        (["--pool-size", "0"], "--pool-size"),
+        (["--max-line", "lots"], "--max-line"),
+        (["--handler", "shout"], "--handler"),
+        (["--host", "no-such-host.invalid"], "cannot resolve"),
+        (["--host", "192.0.2.1"], "not an address of this machine"),
+        (["--no-such-option"], "--no-such-option"),
+    ],
+)
 def test_bad_option_values_are_one_line_usage_errors(args, fragment) -> None:
     assert_one_line_error(run_cli(*args), 2, fragment)
 
 
 def test_privileged_port_without_rights() -> None:
-    assert_one_line_error(run_cli("--port", "80", prefix=without_bind_privilege()), 2, "permission denied",
-                          "--port 1024 or above")
+    assert_one_line_error(
+        run_cli("--port", "80", prefix=without_bind_privilege()), 2, "permission denied", "--port 1024 or above"
+    )
 
 
 def test_port_zero_prints_the_real_port(backend) -> None:
@@ -113,6 +117,15 @@ def test_list_backends_says_which_are_available() -> None:
 def test_help_mentions_every_option_and_its_environment_variable() -> None:
     result = run_cli("--help")
     assert result.returncode == 0
-    for option in ("--backend", "--port", "--handler", "--cpu-work", "--io-delay", "--pool-size",
-                   "--max-children", "--grace", "ECHOSERVER_PORT"):
+    for option in (
+        "--backend",
+        "--port",
+        "--handler",
+        "--cpu-work",
+        "--io-delay",
+        "--pool-size",
+        "--max-children",
+        "--grace",
+        "ECHOSERVER_PORT",
+    ):
         assert option in result.stdout

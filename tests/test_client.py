@@ -14,8 +14,14 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def echo_client(*args: str, stdin: str = "") -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "echoclients.interactive.client", *args], input=stdin,
-                          capture_output=True, text=True, timeout=30, cwd=ROOT)
+    return subprocess.run(
+        [sys.executable, "-m", "echoclients.interactive.client", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        cwd=ROOT,
+    )
 
 
 def test_each_line_comes_back(start_server):
@@ -75,12 +81,27 @@ def test_a_tcp_host_without_a_port_is_a_usage_error():
 
 
 def probe(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "echoclients.interactive.probe", *args], capture_output=True,
-                          text=True, timeout=30, cwd=ROOT)
+    return subprocess.run(
+        [sys.executable, "-m", "echoclients.interactive.probe", *args],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        cwd=ROOT,
+    )
 
 
-@pytest.mark.parametrize("args", [("--port", "70000"), ("--port", "0"), ("--port", "x"), ("--timeout", "-1"),
-                                  ("--size", "1"), ("--nonsense",), ("--tls-insecure",)])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("--port", "70000"),
+        ("--port", "0"),
+        ("--port", "x"),
+        ("--timeout", "-1"),
+        ("--size", "1"),
+        ("--nonsense",),
+        ("--tls-insecure",),
+    ],
+)
 def test_probe_usage_errors_are_one_line_exit_2(args):
     proc = probe(*args)
     assert proc.returncode == 2
@@ -89,8 +110,18 @@ def test_probe_usage_errors_are_one_line_exit_2(args):
 
 def test_probe_speaks_tls_and_unix(start_server, tls_files, tmp_path):
     path = tmp_path / "echo.sock"
-    server = start_server("--backend", "asyncio", "--tls-cert", tls_files["cert"], "--tls-key", tls_files["key"],
-                          "--bind", "127.0.0.1:0", "--bind", f"unix:{path}")
+    server = start_server(
+        "--backend",
+        "asyncio",
+        "--tls-cert",
+        tls_files["cert"],
+        "--tls-key",
+        tls_files["key"],
+        "--bind",
+        "127.0.0.1:0",
+        "--bind",
+        f"unix:{path}",
+    )
     assert probe("--port", str(server.port), "--tls", "--tls-ca", tls_files["ca"]).returncode == 0
     assert probe("--host", f"unix:{path}", "--tls", "--tls-insecure").returncode == 0
     plain = probe("--port", str(server.port))

@@ -18,8 +18,9 @@ def mirror(etc: Path, env_mirror: str | None = None) -> subprocess.CompletedProc
     env = {"PATH": "/usr/bin:/bin", "DEBIAN_MIRROR_APT_ETC": str(etc)}
     if env_mirror is not None:
         env["DEBIAN_MIRROR"] = env_mirror
-    return subprocess.run(["bash", "-c", f'source "{LIB}" && debian_mirror'],
-                          env=env, capture_output=True, text=True, timeout=10)
+    return subprocess.run(
+        ["bash", "-c", f'source "{LIB}" && debian_mirror'], env=env, capture_output=True, text=True, timeout=10
+    )
 
 
 @pytest.fixture
@@ -31,7 +32,8 @@ def etc(tmp_path: Path) -> Path:
 def test_one_line_format_with_options(etc: Path) -> None:
     (etc / "sources.list").write_text(
         "# deb http://commented.example/debian bookworm main\n"
-        "deb [arch=amd64 signed-by=/k.gpg] http://one.example/debian/ bookworm main\n")
+        "deb [arch=amd64 signed-by=/k.gpg] http://one.example/debian/ bookworm main\n"
+    )
     result = mirror(etc)
     assert (result.returncode, result.stdout) == (0, "http://one.example/debian\n")
 
@@ -40,7 +42,8 @@ def test_deb822_skips_security_and_disabled_stanzas(etc: Path) -> None:
     (etc / "sources.list.d" / "debian.sources").write_text(
         "Types: deb\nURIs: http://off.example/debian\nSuites: bookworm\nEnabled: no\n\n"
         "Types: deb\nURIs: http://sec.example/debian-security http://two.example/debian\n"
-        "Suites: bookworm\n")
+        "Suites: bookworm\n"
+    )
     result = mirror(etc)
     assert (result.returncode, result.stdout) == (0, "http://two.example/debian\n")
 

@@ -10,8 +10,16 @@ import pytest
 import trustme
 
 from echoserver.sansio.proxy_protocol import encode_v1, encode_v2
-from support import (assert_one_line_error, connect, recv_exactly, recv_until_eof, round_trip_time, run_cli, scrape,
-                     wait_for)
+from support import (
+    assert_one_line_error,
+    connect,
+    recv_exactly,
+    recv_until_eof,
+    round_trip_time,
+    run_cli,
+    scrape,
+    wait_for,
+)
 
 
 def tls_client(server, ca: trustme.CA, client_cert: trustme.LeafCert | None = None) -> ssl.SSLSocket:
@@ -23,6 +31,7 @@ def tls_client(server, ca: trustme.CA, client_cert: trustme.LeafCert | None = No
 
 
 # -- TLS -----------------------------------------------------------------------
+
 
 def test_tls_echo(backend, start_server, ca, tls_files) -> None:
     server = start_server("--backend", backend, "--tls-cert", tls_files["cert"], "--tls-key", tls_files["key"])
@@ -43,8 +52,16 @@ def test_tls_echo(backend, start_server, ca, tls_files) -> None:
 
 
 def test_mutual_tls_requires_a_client_certificate(backend, start_server, ca, tls_files) -> None:
-    server = start_server("--backend", backend, "--tls-cert", tls_files["cert"], "--tls-key", tls_files["key"],
-                          "--tls-client-ca", tls_files["ca"])
+    server = start_server(
+        "--backend",
+        backend,
+        "--tls-cert",
+        tls_files["cert"],
+        "--tls-key",
+        tls_files["key"],
+        "--tls-client-ca",
+        tls_files["ca"],
+    )
     with tls_client(server, ca, ca.issue_cert("client@example.test")) as sock:
         sock.sendall(b"mutual")
         assert recv_exactly(sock, 6) == b"mutual"
@@ -57,9 +74,11 @@ def test_mutual_tls_requires_a_client_certificate(backend, start_server, ca, tls
 
 
 def test_missing_certificate_file_is_a_one_line_error(tmp_path) -> None:
-    assert_one_line_error(run_cli("--port", "0", "--tls-cert", str(tmp_path / "nope.pem"),
-                                  "--tls-key", str(tmp_path / "k.pem")),
-                          2, "--tls-cert")
+    assert_one_line_error(
+        run_cli("--port", "0", "--tls-cert", str(tmp_path / "nope.pem"), "--tls-key", str(tmp_path / "k.pem")),
+        2,
+        "--tls-cert",
+    )
     assert_one_line_error(run_cli("--tls-cert", str(tmp_path / "only.pem")), 2, "--tls-key")
 
 
@@ -105,6 +124,7 @@ def test_a_malformed_header_closes_only_that_connection(backend, start_server) -
 
 # -- banner ---------------------------------------------------------------------
 
+
 def test_banner_names_the_replica(backend, start_server) -> None:
     server = start_server("--backend", backend, "--banner", "echo from {hostname} ({backend})")
     with connect(server.address) as sock:
@@ -115,6 +135,7 @@ def test_banner_names_the_replica(backend, start_server) -> None:
 
 
 # -- fault injection -------------------------------------------------------------
+
 
 def test_delay_with_jitter(backend, start_server) -> None:
     server = start_server("--backend", backend, "--delay", "100:20")

@@ -26,7 +26,6 @@ import time
 import urllib.request
 
 import pytest
-
 from docker_traffic import REPLICAS, EchoConversation, replicas_up, round_trips, stats, wait_for
 from dockertools import REPO, need, parse_exports, run, tool_env
 
@@ -41,14 +40,12 @@ RAN: set[str] = set()  # every documented command the tests ran
 # Commands docs/docker.md shows that these tests do not run, and why.
 NOT_RUN = {
     "docker build --network host -t echoserver .": "compose builds the same image with BuildKit",
-    "docker run --rm -p 127.0.0.1:8080:8080 -e ECHOSERVER_BACKEND=gevent echoserver":
-        "needs a default bridge, which the private engine has not; the --network none variant runs",
+    "docker run --rm -p 127.0.0.1:8080:8080 -e ECHOSERVER_BACKEND=gevent echoserver": "needs a default bridge, which the private engine has not; the --network none variant runs",
     "ls results/": "the test reads the files themselves",
     "echo-load --port 9100 --clients 12 --duration 20": "20 s; EchoConversation threads drive the balancer",
     "docker build --network host --build-arg BASE_IMAGE=python:3.13-slim -t echoserver .": "no such image here",
     "BASE_IMAGE=python:3.13-slim docker compose build": "no such image here",
-    "docker build --network host -t registry.example/echoserver:0.1.0 . && docker push registry.example/echoserver:0.1.0":
-        "no registry",
+    "docker build --network host -t registry.example/echoserver:0.1.0 . && docker push registry.example/echoserver:0.1.0": "no registry",
     "kubectl apply -f deploy/kubernetes.yaml": "no cluster; tests/test_kubernetes.py checks the manifests",
     "kubectl port-forward service/echoserver 9100:8080": "no cluster",
     "echo-probe --port 9100 -v": "the Kubernetes example's; the balancer's port is probed by round trips",
@@ -59,8 +56,7 @@ NOT_RUN = {
 def documented(env: dict, command: str, *, then: str = "", timeout: float = 300, check: bool = True):
     """Run ``command`` exactly as docs/docker.md prints it (after a ``$`` or ``#`` prompt),
     followed in the same shell by ``then`` (to read what it left behind)."""
-    assert re.search(rf"^[$#] {re.escape(command)}(\s|$)", DOCS, re.M), \
-        f"docs/docker.md does not show: {command}"
+    assert re.search(rf"^[$#] {re.escape(command)}(\s|$)", DOCS, re.M), f"docs/docker.md does not show: {command}"
     RAN.add(command)
     return run(["bash", "-c", f"{command}\n{then}"], env=env, timeout=timeout, check=check)
 
@@ -110,8 +106,12 @@ def engine(request):
     env = tool_env()
     started = False
     try:
-        start = documented(_without_the_venv(env), 'eval "$(ci/docker/dockerd.sh start)"', timeout=90,
-                           then='printf "export %s=%s\\n" DOCKER_HOST "$DOCKER_HOST" DOCKER_CONFIG "$DOCKER_CONFIG"')
+        start = documented(
+            _without_the_venv(env),
+            'eval "$(ci/docker/dockerd.sh start)"',
+            timeout=90,
+            then='printf "export %s=%s\\n" DOCKER_HOST "$DOCKER_HOST" DOCKER_CONFIG "$DOCKER_CONFIG"',
+        )
         started = True
         env.update(parse_exports(start.stdout))
         standins = documented(env, "ci/docker/standin-images.sh", timeout=300)
@@ -158,11 +158,13 @@ def test_every_backend_is_healthy_on_its_documented_port(backends_up):
 
 def test_the_image_is_lean_non_root_and_holds_no_installer(backends_up, request):
     assert run(["docker", "compose", "exec", "-T", "asyncio", "id", "-u"], env=backends_up).stdout.strip() == "10001"
-    pip = run(["docker", "compose", "exec", "-T", "asyncio", "python3", "-c", "import pip"],
-              env=backends_up, check=False)
+    pip = run(
+        ["docker", "compose", "exec", "-T", "asyncio", "python3", "-c", "import pip"], env=backends_up, check=False
+    )
     assert pip.returncode != 0, "pip is in the runtime image"
-    sizes = run(["docker", "history", "--format", "{{.Size}}\t{{.CreatedBy}}", "echoserver:latest"],
-                env=backends_up).stdout
+    sizes = run(
+        ["docker", "history", "--format", "{{.Size}}\t{{.CreatedBy}}", "echoserver:latest"], env=backends_up
+    ).stdout
     base = run(["docker", "image", "inspect", "--format", "{{.Size}}", "python:3.12-slim"], env=backends_up).stdout
     image = run(["docker", "image", "inspect", "--format", "{{.Size}}", "echoserver:latest"], env=backends_up).stdout
     ours = (int(image) - int(base)) / 1e6
@@ -183,9 +185,19 @@ def test_health_checks_cost_no_python_and_count_no_errors(backends_up):
     log = run(["docker", "inspect", "--format", "{{json .State.Health}}", "echoserver-uvloop-1"], env=backends_up)
     health = json.loads(log.stdout)
     assert health["Status"] == "healthy" and all(entry["ExitCode"] == 0 for entry in health["Log"])
-    metrics = run(["docker", "compose", "exec", "-T", "uvloop", "bash", "-c",
-                   "exec 3<>/dev/tcp/127.0.0.1/9090; printf 'GET /metrics HTTP/1.0\\r\\n\\r\\n' >&3; cat <&3"],
-                  env=backends_up).stdout
+    metrics = run(
+        [
+            "docker",
+            "compose",
+            "exec",
+            "-T",
+            "uvloop",
+            "bash",
+            "-c",
+            "exec 3<>/dev/tcp/127.0.0.1/9090; printf 'GET /metrics HTTP/1.0\\r\\n\\r\\n' >&3; cat <&3",
+        ],
+        env=backends_up,
+    ).stdout
     errors = re.findall(r'^echoserver_errors_total\{kind="(\w+)"\} (\S+)$', metrics, re.M)
     assert errors and all(float(count) == 0 for _, count in errors), errors
 
@@ -208,8 +220,15 @@ def test_plain_docker_run_takes_PORT_and_stops_inside_the_default_timeout(backen
     documented(backends_up, "docker run -d --name echo-plain --network none -e PORT=7000 echoserver")
     try:
         # Until its handler is installed, SIGTERM to a starting Python as PID 1 is lost: wait for health.
-        wait_for(lambda: run(["docker", "inspect", "--format", "{{.State.Health.Status}}", "echo-plain"],
-                             env=backends_up).stdout.strip() == "healthy", "echo-plain to be healthy")
+        wait_for(
+            lambda: (
+                run(
+                    ["docker", "inspect", "--format", "{{.State.Health.Status}}", "echo-plain"], env=backends_up
+                ).stdout.strip()
+                == "healthy"
+            ),
+            "echo-plain to be healthy",
+        )
         assert "127.0.0.1:7000 ok" in documented(backends_up, "docker exec echo-plain echo-probe -v").stderr
         started = time.monotonic()
         documented(backends_up, "docker stop echo-plain")
@@ -223,11 +242,13 @@ def test_plain_docker_run_takes_PORT_and_stops_inside_the_default_timeout(backen
 
 def test_bench_profile_writes_results_as_the_invoking_user(backends_up, tmp_path, request):
     had_results = (REPO / "results").exists()
-    env = dict(backends_up, ECHOSERVER_RESULTS=str(tmp_path), BENCH_DURATION="1", BENCH_WARMUP="0.5",
-               BENCH_CLIENTS="4")
+    env = dict(backends_up, ECHOSERVER_RESULTS=str(tmp_path), BENCH_DURATION="1", BENCH_WARMUP="0.5", BENCH_CLIENTS="4")
     try:
-        out = documented(env, 'mkdir -p results && docker compose --profile bench run --rm --user "$(id -u):$(id -g)" bench',
-                         timeout=480)
+        out = documented(
+            env,
+            'mkdir -p results && docker compose --profile bench run --rm --user "$(id -u):$(id -g)" bench',
+            timeout=480,
+        )
     finally:
         if not had_results and (REPO / "results").is_dir() and not any((REPO / "results").iterdir()):
             (REPO / "results").rmdir()
@@ -246,13 +267,15 @@ def test_bench_profile_writes_results_as_the_invoking_user(backends_up, tmp_path
 
 # ------------------------------------------------------------ scaled profile
 
+
 @pytest.fixture(scope="module")
 def scaled_up(engine, request):
     # debug: each replica logs the real client behind every proxied connection.
     documented(engine, "SCALED_LOG_LEVEL=debug docker compose --profile scaled up -d --wait balancer", timeout=480)
     wait_for(lambda: len(replicas_up()) == REPLICAS, "HAProxy to see every replica UP")
-    version = run(["docker", "compose", "--profile", "scaled", "exec", "-T", "balancer", "haproxy", "-v"],
-                  env=engine).stdout.splitlines()[0]
+    version = run(
+        ["docker", "compose", "--profile", "scaled", "exec", "-T", "balancer", "haproxy", "-v"], env=engine
+    ).stdout.splitlines()[0]
     report(request, f"the balancer runs {version.split(' - ')[0]}")
     return engine
 
@@ -278,8 +301,11 @@ def test_replicas_see_the_real_client_through_the_proxy_protocol(scaled_up):
     if first == "127.0.0.1:9191":  # the port the docs show
         metrics = documented(scaled_up, "curl -s http://127.0.0.1:9191/metrics | grep ^echoserver_proxied").stdout
         assert 'echoserver_proxied_connections_total{version="2"}' in metrics, metrics
-    rows = documented(scaled_up, "curl -s 'http://127.0.0.1:9180/stats;csv' | cut -d, -f1,2,5,8,18,74 | grep -e pxname"
-                                 " -e 'replicas,replica[0-9]'").stdout
+    rows = documented(
+        scaled_up,
+        "curl -s 'http://127.0.0.1:9180/stats;csv' | cut -d, -f1,2,5,8,18,74 | grep -e pxname"
+        " -e 'replicas,replica[0-9]'",
+    ).stdout
     assert len([row for row in rows.splitlines() if ",UP," in row]) == REPLICAS, rows
     proxied = {}
     for container in replicas:
@@ -288,30 +314,42 @@ def test_replicas_see_the_real_client_through_the_proxy_protocol(scaled_up):
             assert response.status == 200
         with urllib.request.urlopen(f"http://{address}/metrics", timeout=5) as response:
             text = response.read().decode()
-        proxied[container[:12]] = float(re.search(r'^echoserver_proxied_connections_total\{version="2"\} (\S+)$',
-                                                  text, re.M).group(1))
+        proxied[container[:12]] = float(
+            re.search(r'^echoserver_proxied_connections_total\{version="2"\} (\S+)$', text, re.M).group(1)
+        )
         # HAProxy's checks (one a second, `linger`) close cleanly: no resets counted.
         assert re.search(r'^echoserver_errors_total\{kind="reset"\} 0\.0$', text, re.M), text[-2000:]
     assert all(count > 0 for count in proxied.values()), proxied
 
-    balancer = run(["docker", "compose", "--profile", "scaled", "ps", "-q", "balancer"], env=scaled_up).stdout.split()[0]
-    balancer_ips = run(["docker", "inspect", "--format", "{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}",
-                        balancer], env=scaled_up).stdout.split()
-    logs = documented(scaled_up, "docker compose --profile scaled logs replica | grep 'behind a proxy' | grep -v '?:?'"
-                      ).stdout
+    balancer = run(["docker", "compose", "--profile", "scaled", "ps", "-q", "balancer"], env=scaled_up).stdout.split()[
+        0
+    ]
+    balancer_ips = run(
+        ["docker", "inspect", "--format", "{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}", balancer],
+        env=scaled_up,
+    ).stdout.split()
+    logs = documented(
+        scaled_up, "docker compose --profile scaled logs replica | grep 'behind a proxy' | grep -v '?:?'"
+    ).stdout
     clients = {(peer, real) for peer, real, _ in PROXIED_LINE.findall(logs)}
     assert clients and all(peer in balancer_ips and real != peer for peer, real in clients), clients
 
     # A connection that reaches a replica without a header is closed.
-    plain = documented(scaled_up, "docker compose --profile scaled exec replica echo-probe --send-proxy none",
-                       check=False)
+    plain = documented(
+        scaled_up, "docker compose --profile scaled exec replica echo-probe --send-proxy none", check=False
+    )
     assert plain.returncode == 1 and "differs" in plain.stderr, plain.stderr
-    assert "PROXY v2 header" in documented(scaled_up, "docker compose --profile scaled exec replica echo-probe -v").stderr
+    assert (
+        "PROXY v2 header" in documented(scaled_up, "docker compose --profile scaled exec replica echo-probe -v").stderr
+    )
 
 
 def test_a_banner_names_the_replica_that_answered(scaled_up):
-    documented(scaled_up, "SCALED_BANNER='replica {hostname} ({backend})' docker compose --profile scaled up -d --wait"
-                          " balancer", timeout=300)
+    documented(
+        scaled_up,
+        "SCALED_BANNER='replica {hostname} ({backend})' docker compose --profile scaled up -d --wait balancer",
+        timeout=300,
+    )
     try:
         wait_for(lambda: len(replicas_up()) == REPLICAS, "HAProxy to see every replica UP")
         probes = documented(scaled_up, "for i in 1 2 3; do echo-probe --port 9100 --banner-lines 1 -v; done").stderr
@@ -327,8 +365,16 @@ def test_stopping_a_replica_loses_no_bytes_on_surviving_connections(scaled_up):
     conversations = [EchoConversation(i, BALANCER_PORT) for i in range(4 * REPLICAS)]
     for conversation in conversations:
         conversation.start()
-    victim_ip = run(["docker", "inspect", "--format", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}",
-                     "echoserver-replica-2"], env=scaled_up).stdout.strip()
+    victim_ip = run(
+        [
+            "docker",
+            "inspect",
+            "--format",
+            "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}",
+            "echoserver-replica-2",
+        ],
+        env=scaled_up,
+    ).stdout.strip()
     try:
         time.sleep(1.5)
         victim = next(row for row in replicas_up() if row["addr"].rpartition(":")[0] == victim_ip)
@@ -342,13 +388,16 @@ def test_stopping_a_replica_loses_no_bytes_on_surviving_connections(scaled_up):
             conversation.finish()
 
     try:
-        exit_code = run(["docker", "inspect", "--format", "{{.State.ExitCode}}", "echoserver-replica-2"],
-                        env=scaled_up).stdout.strip()
+        exit_code = run(
+            ["docker", "inspect", "--format", "{{.State.ExitCode}}", "echoserver-replica-2"], env=scaled_up
+        ).stdout.strip()
         survivors = [c for c in conversations if c.closed is None]
         closed = [c for c in conversations if c.closed is not None]
-        print(f"stopped {victim['svname']} ({victim['scur']} sessions): {len(closed)} closed "
-              f"({sorted({c.closed for c in closed})}) after {[round(c.closed_at - stop_sent, 1) for c in closed]} s; "
-              f"{len(survivors)} survived with {sum(c.sent for c in survivors)} bytes echoed intact")
+        print(
+            f"stopped {victim['svname']} ({victim['scur']} sessions): {len(closed)} closed "
+            f"({sorted({c.closed for c in closed})}) after {[round(c.closed_at - stop_sent, 1) for c in closed]} s; "
+            f"{len(survivors)} survived with {sum(c.sent for c in survivors)} bytes echoed intact"
+        )
         assert exit_code == "0", "the replica did not drain and exit cleanly on SIGTERM"
         assert len(closed) == int(victim["scur"]) >= 1, [c.closed for c in closed]
         for c in survivors:

@@ -14,12 +14,15 @@ import socket
 import sys
 
 import pytest
-
 from dockertools import REPO, compose_env, need_tool, run, tool_env
 
 BACKEND_PORTS = {"thread": 9101, "threadpool": 9102, "fork": 9103, "gevent": 9104, "asyncio": 9105, "uvloop": 9106}
-PROFILES = {"default": [], "bench": ["--profile", "bench"], "scaled": ["--profile", "scaled"],
-            "all": ["--profile", "*"]}
+PROFILES = {
+    "default": [],
+    "bench": ["--profile", "bench"],
+    "scaled": ["--profile", "scaled"],
+    "all": ["--profile", "*"],
+}
 LOCKS = REPO / "deploy" / "requirements"
 
 
@@ -158,6 +161,7 @@ def test_scaled_replicas_require_the_header_haproxy_sends(compose_cli):
 
 # ---------------------------------------------------------------- health check
 
+
 def healthcheck(**env: str):
     return run(["bash", "deploy/healthcheck.sh"], env={**tool_env(), **env}, timeout=30, check=False)
 
@@ -185,6 +189,7 @@ def test_healthcheck_falls_back_to_an_echo_round_trip_without_metrics(start_serv
 
 # ------------------------------------------------------------------- bench.sh
 
+
 def test_bench_script_parses():
     run(["sh", "-n", "deploy/bench.sh"])
 
@@ -193,8 +198,16 @@ def test_bench_script_parses():
 def test_bench_script_measures_running_servers_with_either_tool(start_server, tmp_path, tool):
     servers = {name: start_server("--backend", name) for name in ("thread", "asyncio")}
     targets = " ".join(f"{name}=127.0.0.1:{server.port}" for name, server in servers.items())
-    env = dict(tool_env(), BENCH_TOOL=tool, BENCH_TARGETS=targets, BENCH_CLIENTS="2",
-               BENCH_DURATION="0.5", BENCH_WARMUP="0", RESULTS_DIR=str(tmp_path), BENCH_BASE_IMAGE="test")
+    env = dict(
+        tool_env(),
+        BENCH_TOOL=tool,
+        BENCH_TARGETS=targets,
+        BENCH_CLIENTS="2",
+        BENCH_DURATION="0.5",
+        BENCH_WARMUP="0",
+        RESULTS_DIR=str(tmp_path),
+        BENCH_BASE_IMAGE="test",
+    )
     run(["sh", "deploy/bench.sh"], env=env, timeout=60)
     runs = json.loads((tmp_path / "results.json").read_text())["runs"]
     assert [(r["label"], r["mismatches"]) for r in runs] == [("thread", 0), ("asyncio", 0)]

@@ -41,7 +41,7 @@ def exchange(sock: socket.socket, payload: bytes, chunk_sizes: list[int]) -> byt
     offset, sizes = 0, iter(chunk_sizes)
     while offset < len(payload):
         size = next(sizes, len(payload) - offset)
-        sock.sendall(payload[offset:offset + size])
+        sock.sendall(payload[offset : offset + size])
         offset += size
     reader.join(30)
     return bytes(received)

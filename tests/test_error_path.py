@@ -15,10 +15,22 @@ import time
 from echoserver.spawn import ServerProcess
 from support import connect, recv_exactly
 
+
 def faulty_server(backend: str) -> ServerProcess:
     """The real CLI, with the hidden hook that makes ``--handler upper`` raise on b"boom" (see handlers.py)."""
-    return ServerProcess("--backend", backend, "--handler", "upper", "--log-format", "json",
-                         "--stats-interval", "0.1", "--grace", "3", env={"ECHOSERVER_TEST_RAISE_ON": "boom"})
+    return ServerProcess(
+        "--backend",
+        backend,
+        "--handler",
+        "upper",
+        "--log-format",
+        "json",
+        "--stats-interval",
+        "0.1",
+        "--grace",
+        "3",
+        env={"ECHOSERVER_TEST_RAISE_ON": "boom"},
+    )
 
 
 def records(server: ServerProcess) -> list[dict]:

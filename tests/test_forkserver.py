@@ -55,8 +55,9 @@ def test_a_dead_fork_server_is_restarted_and_its_connections_go_on(start_server)
         echo_once(server.address, b"new %d" % i)  # new connections are served by the new one
     echo_via(held, b"still")
     held.close()
-    assert wait_for(lambda: not connection_processes(server.pid) and not zombies(server.pid)), \
-        [(p.pid, p.status()) for p in psutil.Process(server.pid).children(recursive=True)]
+    assert wait_for(lambda: not connection_processes(server.pid) and not zombies(server.pid)), [
+        (p.pid, p.status()) for p in psutil.Process(server.pid).children(recursive=True)
+    ]
     assert server.stop() == 0
     assert "Traceback" not in server.stderr
 
@@ -79,8 +80,12 @@ def test_counters_of_open_connections_are_published_on_demand() -> None:
         echo_via(sock, b"a" * 300)
         echo_via(sock, b"b" * 200)
         # The client can read an echo a moment before the process serving it has counted it.
-        assert wait_for(lambda: [server.snapshot()[name] for name in ("active", "bytes_in", "bytes_out", "messages")]
-                        == [1, 500, 500, 2]), server.snapshot()
+        assert wait_for(
+            lambda: (
+                [server.snapshot()[name] for name in ("active", "bytes_in", "bytes_out", "messages")]
+                == [1, 500, 500, 2]
+            )
+        ), server.snapshot()
         sock.close()
         assert wait_for(lambda: server.snapshot()["closed"] == 1)
         final = server.snapshot()

@@ -44,8 +44,14 @@ def test_a_backend_too_new_for_this_python_is_unavailable_with_the_reason() -> N
 
 
 def test_on_a_free_threaded_build_a_missing_dependency_says_why_pip_would_not_help(monkeypatch) -> None:
-    spec = BackendSpec("greenish", "x:Y", "", ("no_such_package_here",), "greenish",
-                       free_threading="greenish does not support free-threaded Python")
+    spec = BackendSpec(
+        "greenish",
+        "x:Y",
+        "",
+        ("no_such_package_here",),
+        "greenish",
+        free_threading="greenish does not support free-threaded Python",
+    )
     monkeypatch.setattr(gil, "free_threaded_build", lambda: True)
     assert spec.why_unavailable() == "greenish does not support free-threaded Python"
     monkeypatch.setattr(gil, "free_threaded_build", lambda: False)
@@ -89,9 +95,13 @@ def test_a_run_meant_without_the_gil_that_got_one_is_flagged() -> None:
 
 
 def echo_bench(*args: str, out: Path) -> dict[str, dict]:
-    proc = subprocess.run([sys.executable, "-m", "echoclients.bench.cli", *args, "--repeat", "1", "--no-chart",
-                           "--out", str(out)],
-                          capture_output=True, text=True, timeout=180, cwd=ROOT)
+    proc = subprocess.run(
+        [sys.executable, "-m", "echoclients.bench.cli", *args, "--repeat", "1", "--no-chart", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        cwd=ROOT,
+    )
     assert proc.returncode == 0, proc.stderr
     with (out / "results.csv").open() as handle:
         return {row["label"]: row for row in csv.DictReader(handle)}
@@ -99,21 +109,24 @@ def echo_bench(*args: str, out: Path) -> dict[str, dict]:
 
 def test_echo_bench_runs_servers_under_another_interpreter_and_labels_them(tmp_path) -> None:
     python = probe(sys.executable)
-    rows = echo_bench("-b", "thread", "--python", sys.executable, "-d", "0.5", "--warmup", "0.1", "-c", "2",
-                      out=tmp_path)
+    rows = echo_bench(
+        "-b", "thread", "--python", sys.executable, "-d", "0.5", "--warmup", "0.1", "-c", "2", out=tmp_path
+    )
     row = rows[f"thread@{python.label}"]
     assert float(row["msgs_per_s_median"]) > 0
     assert row["server_python"] == python.version and row["server_gil"] == str(python.gil)
 
 
 def test_the_mixed_scenario_measures_tiny_clients_alone_and_beside_heavy_ones(tmp_path) -> None:
-    rows = echo_bench("--scenario", "mixed", "-b", "thread", "-d", "0.5", "--warmup", "0.1", "-c", "4",
-                      "--rate", "200", out=tmp_path)
+    rows = echo_bench(
+        "--scenario", "mixed", "-b", "thread", "-d", "0.5", "--warmup", "0.1", "-c", "4", "--rate", "200", out=tmp_path
+    )
     row = rows["thread"]
     assert float(row["msgs_per_s_median"]) > 0 and row["errors"] == "none"
     assert float(row["alone_p99_us_median"]) > 0 and float(row["heavy_msgs_per_s_median"]) > 0
     assert float(row["p99_loaded_over_alone_median"]) == pytest.approx(
-        float(row["p99_us_median"]) / float(row["alone_p99_us_median"]), abs=0.006)  # rounded to 2 places
+        float(row["p99_us_median"]) / float(row["alone_p99_us_median"]), abs=0.006
+    )  # rounded to 2 places
 
 
 @pytest.mark.freethreaded

@@ -52,10 +52,16 @@ def test_line_handler_flushes_an_unterminated_tail_at_eof() -> None:
     assert handler.eof() == b"b"
 
 
-@pytest.mark.parametrize("chunks, before", [([b"x" * 11], b""), ([b"x" * 6, b"x" * 6], b""),
-                                            ([b"ok\n" + b"y" * 10 + b"\n"], b"ok\n"),
-                                            ([b"a\nbb\n" + b"y" * 11], b"a\nbb\n"),
-                                            ([b"a\n" + b"y" * 11 + b"\nc\n"], b"a\n")])
+@pytest.mark.parametrize(
+    "chunks, before",
+    [
+        ([b"x" * 11], b""),
+        ([b"x" * 6, b"x" * 6], b""),
+        ([b"ok\n" + b"y" * 10 + b"\n"], b"ok\n"),
+        ([b"a\nbb\n" + b"y" * 11], b"a\nbb\n"),
+        ([b"a\n" + b"y" * 11 + b"\nc\n"], b"a\n"),
+    ],
+)
 def test_line_longer_than_max_line_is_refused_and_closes(chunks, before) -> None:
     """The valid lines before the first too long one, even in the same read, are echoed; nothing after it."""
     handler = LineHandler(max_line=10)
@@ -76,8 +82,19 @@ def test_make_handler_follows_the_config() -> None:
     assert make_handler(ServerConfig(handler="line", max_line=5)).max_line == 5
 
 
-@pytest.mark.parametrize("field, value", [("port", -1), ("port", 65536), ("pool_size", 0), ("max_line", 0),
-                                          ("io_delay", -1), ("grace", -0.5), ("handler", "shout"), ("host", "")])
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("port", -1),
+        ("port", 65536),
+        ("pool_size", 0),
+        ("max_line", 0),
+        ("io_delay", -1),
+        ("grace", -0.5),
+        ("handler", "shout"),
+        ("host", ""),
+    ],
+)
 def test_invalid_config_names_the_option(field, value) -> None:
     with pytest.raises(ConfigError) as error:
         ServerConfig(**{field: value})

@@ -12,12 +12,19 @@ from __future__ import annotations
 import copy
 
 import pytest
-
 from dockertools import REPO, load_yaml_documents, need_tool, run
 
 MANIFEST = REPO / "deploy" / "kubernetes.yaml"
-RESTRICTED_VOLUMES = {"configMap", "csi", "downwardAPI", "emptyDir", "ephemeral", "persistentVolumeClaim",
-                      "projected", "secret"}
+RESTRICTED_VOLUMES = {
+    "configMap",
+    "csi",
+    "downwardAPI",
+    "emptyDir",
+    "ephemeral",
+    "persistentVolumeClaim",
+    "projected",
+    "secret",
+}
 SCHEMA_VERSIONS = ["1.27.0", "1.30.0", "1.37.0"]
 
 
@@ -36,10 +43,13 @@ def restricted_violations(pod: dict) -> list[str]:
         kinds = set(volume) - {"name"}
         if not kinds <= RESTRICTED_VOLUMES:
             problems.append(f"volume {volume['name']} is of type {sorted(kinds)}")
-    if set((context.get("sysctls") or [])):
+    if set(context.get("sysctls") or []):
         problems.append("pod sets sysctls")
-    containers = [*(pod.get("initContainers") or []), *pod.get("containers", []),
-                  *(pod.get("ephemeralContainers") or [])]
+    containers = [
+        *(pod.get("initContainers") or []),
+        *pod.get("containers", []),
+        *(pod.get("ephemeralContainers") or []),
+    ]
     for c in containers:
         sc = c.get("securityContext") or {}
         where = f"container {c['name']}"
@@ -74,14 +84,25 @@ def test_the_pod_passes_the_restricted_pod_security_standard():
     assert restricted_violations(pod_template()) == []
 
 
-@pytest.mark.parametrize("breach, expected", [
-    (lambda pod: (pod["securityContext"].pop("seccompProfile"),
-                  pod["containers"][0]["securityContext"].pop("seccompProfile")), "seccompProfile None"),
-    (lambda pod: pod["containers"][0]["securityContext"].update(allowPrivilegeEscalation=True),
-     "allowPrivilegeEscalation"),
-    (lambda pod: pod["containers"][0]["securityContext"]["capabilities"].update(add=["NET_ADMIN"]), "adds"),
-    (lambda pod: pod["volumes"].append({"name": "host", "hostPath": {"path": "/"}}), "hostPath"),
-], ids=["no-seccomp", "escalation", "capability", "hostPath"])
+@pytest.mark.parametrize(
+    "breach, expected",
+    [
+        (
+            lambda pod: (
+                pod["securityContext"].pop("seccompProfile"),
+                pod["containers"][0]["securityContext"].pop("seccompProfile"),
+            ),
+            "seccompProfile None",
+        ),
+        (
+            lambda pod: pod["containers"][0]["securityContext"].update(allowPrivilegeEscalation=True),
+            "allowPrivilegeEscalation",
+        ),
+        (lambda pod: pod["containers"][0]["securityContext"]["capabilities"].update(add=["NET_ADMIN"]), "adds"),
+        (lambda pod: pod["volumes"].append({"name": "host", "hostPath": {"path": "/"}}), "hostPath"),
+    ],
+    ids=["no-seccomp", "escalation", "capability", "hostPath"],
+)
 def test_the_checker_catches_a_breach(breach, expected):
     pod = copy.deepcopy(pod_template())
     breach(pod)

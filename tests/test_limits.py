@@ -12,8 +12,16 @@ import psutil
 import pytest
 
 from echoserver.processes.cpus import available_cpus
-from support import (connect, connection_processes, echo_once, recv_exactly, recv_until_eof, stalled_writer,
-                     unread_bytes, wait_for)
+from support import (
+    connect,
+    connection_processes,
+    echo_once,
+    recv_exactly,
+    recv_until_eof,
+    stalled_writer,
+    unread_bytes,
+    wait_for,
+)
 
 pytestmark = pytest.mark.freethreaded  # conformance: see conftest.py
 
@@ -33,6 +41,7 @@ def tree_memory(pid: int) -> int:
 
 
 # -- graceful shutdown ---------------------------------------------------------
+
 
 def test_sigterm_finishes_in_flight_work_closes_idle_clients_and_exits_zero(backend, start_server) -> None:
     server = start_server("--backend", backend, "--io-delay", "600", "--grace", "20")
@@ -100,6 +109,7 @@ def echo_via(sock: socket.socket, payload: bytes) -> None:
 
 
 # -- limits --------------------------------------------------------------------
+
 
 def test_connection_limit_makes_the_next_client_wait_in_the_backlog(backend, start_server) -> None:
     server = start_server("--backend", backend, "--max-connections", "3")
@@ -235,4 +245,3 @@ def test_thread_stacks_are_released_once_clients_leave(start_server) -> None:
     for thread in threads:
         thread.join(30)
     assert wait_for(lambda: process.num_threads() == baseline), (process.num_threads(), baseline)
-

@@ -24,6 +24,7 @@ def echo_over(family: int, address, payload: bytes) -> bytes:
 def test_one_backend_serves_tcp4_tcp6_and_unix_at_once(backend, start_server, tmp_path) -> None:
     path = str(tmp_path / "echo.sock")
     server = start_server("--backend", backend, "--bind", "127.0.0.1:0", "--bind", "[::1]:0", "--bind", f"unix:{path}")
+
     def ready_lines() -> list[str]:
         lines = [line for line in server.stderr.splitlines() if line.startswith("listening on")]
         return lines if len(lines) == 3 else []

@@ -17,8 +17,24 @@ from support import echo_load, port_args
 
 ROOT = Path(__file__).resolve().parent.parent
 SHORT = ("--duration", "0.6", "--warmup", "0.1")
-REQUIRED = {"backend", "clients", "processes", "size", "duration_s", "messages", "bytes", "msgs_per_s",
-            "mb_per_s", "latency_us", "errors", "mismatches", "histogram", "connect_us", "fairness", "cpu"}
+REQUIRED = {
+    "backend",
+    "clients",
+    "processes",
+    "size",
+    "duration_s",
+    "messages",
+    "bytes",
+    "msgs_per_s",
+    "mb_per_s",
+    "latency_us",
+    "errors",
+    "mismatches",
+    "histogram",
+    "connect_us",
+    "fairness",
+    "cpu",
+}
 
 
 @contextlib.contextmanager
@@ -32,7 +48,7 @@ def misbehaving_server(respond):
         while not stop.is_set():
             try:
                 conn, _ = listener.accept()
-            except socket.timeout:
+            except TimeoutError:
                 continue
             except OSError:
                 return
@@ -68,8 +84,9 @@ def reset_after_first_message(conn: socket.socket) -> None:
 
 
 def test_every_byte_comes_back_from_each_backend(server, backend):
-    code, result, stderr = echo_load(*port_args(server.address), "--clients", "8", *SHORT,
-                                     "--backend", backend, "--json")
+    code, result, stderr = echo_load(
+        *port_args(server.address), "--clients", "8", *SHORT, "--backend", backend, "--json"
+    )
     assert code == 0, stderr
     assert result["backend"] == backend
     assert result["messages"] > 0 and result["bytes"] == result["messages"] * 64
@@ -110,8 +127,9 @@ def test_a_reset_is_counted_by_kind():
 
 def test_expect_upper_checks_against_the_servers_own_handler(start_server):
     upper = start_server("--backend", "asyncio", "--handler", "upper")
-    code, result, stderr = echo_load(*port_args(upper.address), "--clients", "2", *SHORT, "--payload", "ascii",
-                                     "--expect", "upper", "--json")
+    code, result, stderr = echo_load(
+        *port_args(upper.address), "--clients", "2", *SHORT, "--payload", "ascii", "--expect", "upper", "--json"
+    )
     assert code == 0, stderr
     assert result["messages"] > 0 and result["mismatches"] == 0
     code, result, _ = echo_load(*port_args(upper.address), "--clients", "2", *SHORT, "--payload", "ascii", "--json")
@@ -120,8 +138,9 @@ def test_expect_upper_checks_against_the_servers_own_handler(start_server):
 
 def test_ascii_payload_is_whole_lines_for_the_line_handler(start_server):
     lines = start_server("--backend", "thread", "--handler", "line")
-    code, result, stderr = echo_load(*port_args(lines.address), "--clients", "2", *SHORT, "--size", "100",
-                                     "--payload", "ascii", "--json")
+    code, result, stderr = echo_load(
+        *port_args(lines.address), "--clients", "2", *SHORT, "--size", "100", "--payload", "ascii", "--json"
+    )
     assert code == 0, stderr
     assert result["messages"] > 0
 
@@ -138,23 +157,34 @@ def fast_server():
 
 
 def test_rate_holds_within_5_percent(fast_server):
-    code, result, stderr = echo_load(*port_args(fast_server.address), "--clients", "10", "--rate", "2000",
-                                     "--duration", "3", "--warmup", "0.5", "--json")
+    code, result, stderr = echo_load(
+        *port_args(fast_server.address),
+        "--clients",
+        "10",
+        "--rate",
+        "2000",
+        "--duration",
+        "3",
+        "--warmup",
+        "0.5",
+        "--json",
+    )
     assert code == 0, stderr
     assert result["rate"] == 2000
     assert abs(result["msgs_per_s"] - 2000) <= 100, result["msgs_per_s"]
 
 
 def test_requests_stops_after_that_many_replies(fast_server):
-    code, result, stderr = echo_load(*port_args(fast_server.address), "--clients", "4", "--requests", "2000",
-                                     "--json")
+    code, result, stderr = echo_load(*port_args(fast_server.address), "--clients", "4", "--requests", "2000", "--json")
     assert code == 0, stderr
     assert 2000 <= result["messages"] <= 2000 + 4
 
 
-@pytest.mark.parametrize("mode", [("--pipeline", "8"), ("--processes", "2", "--threads", "2"),
-                                  ("--engine", "blocking"), ("--size", "100000")],
-                         ids=["pipeline", "processes", "blocking", "large-messages"])
+@pytest.mark.parametrize(
+    "mode",
+    [("--pipeline", "8"), ("--processes", "2", "--threads", "2"), ("--engine", "blocking"), ("--size", "100000")],
+    ids=["pipeline", "processes", "blocking", "large-messages"],
+)
 def test_each_mode_verifies_and_counts(fast_server, mode):
     code, result, stderr = echo_load(*port_args(fast_server.address), "--clients", "4", *SHORT, *mode, "--json")
     assert code == 0, stderr
@@ -168,8 +198,9 @@ def test_no_client_hangs_up_before_every_window_has_closed(start_server):
     # its own window ended, the server would have served a waiting one inside another's window.
     server = start_server("--backend", "thread", "--max-connections", "2")
     for _ in range(3):
-        code, result, stderr = echo_load(*port_args(server.address), "--clients", "4", "--threads", "2",
-                                         *SHORT, "--json")
+        code, result, stderr = echo_load(
+            *port_args(server.address), "--clients", "4", "--threads", "2", *SHORT, "--json"
+        )
         assert code == 0, stderr
         assert result["fairness"]["served"] == 2 and result["errors"] == {}
 
@@ -199,8 +230,9 @@ def test_a_worker_that_crashes_does_not_hold_up_the_others(fast_server, monkeypa
 
 
 def test_json_result_has_the_documented_fields(fast_server):
-    code, result, _ = echo_load(*port_args(fast_server.address), "--clients", "3", *SHORT, "--json",
-                                "--server-pid", str(fast_server.pid))
+    code, result, _ = echo_load(
+        *port_args(fast_server.address), "--clients", "3", *SHORT, "--json", "--server-pid", str(fast_server.pid)
+    )
     assert code == 0
     assert REQUIRED <= result.keys()
     assert set(result["latency_us"]) == {"p50", "p90", "p99", "p999", "max"}
@@ -228,8 +260,20 @@ def test_merge_adds_histograms_not_percentiles(fast_server, tmp_path):
         assert code == 0
         (tmp_path / f"{name}.json").write_text(json.dumps(result))
         parts.append(result)
-    proc = subprocess.run([sys.executable, "-m", "echoclients.load.cli", "merge", str(tmp_path / "a.json"),
-                           str(tmp_path / "b.json"), "--json"], capture_output=True, text=True, cwd=ROOT)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "echoclients.load.cli",
+            "merge",
+            str(tmp_path / "a.json"),
+            str(tmp_path / "b.json"),
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
     assert proc.returncode == 0, proc.stderr
     merged = json.loads(proc.stdout)
     assert merged["messages"] == parts[0]["messages"] + parts[1]["messages"]
@@ -244,10 +288,19 @@ def test_merge_adds_histograms_not_percentiles(fast_server, tmp_path):
 # -- usage errors ------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("args", [("--clients", "0"), ("--bogus",), ("--host", "no-such-host.invalid"),
-                                  ("--payload", "zeros"), ("--port", "70000"), ("merge",),
-                                  ("merge", "/nonexistent.json")],
-                         ids=["clients", "option", "host", "payload", "port", "merge-nothing", "merge-missing"])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("--clients", "0"),
+        ("--bogus",),
+        ("--host", "no-such-host.invalid"),
+        ("--payload", "zeros"),
+        ("--port", "70000"),
+        ("merge",),
+        ("merge", "/nonexistent.json"),
+    ],
+    ids=["clients", "option", "host", "payload", "port", "merge-nothing", "merge-missing"],
+)
 def test_usage_errors_are_one_line_and_exit_2(args):
     code, _, stderr = echo_load(*args, *SHORT)
     assert code == 2

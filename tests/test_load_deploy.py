@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from support import echo_load, port_args
 
+from support import echo_load, port_args
 
 BACKENDS = ["asyncio", "thread"]  # one event loop, one blocking loop: the two code paths of the server
 RUN = ("--clients", "4", "--requests", "400")
@@ -23,13 +23,15 @@ def assert_clean(code: int, result: dict, stderr: str) -> None:
 # -- TLS ---------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("engine", [(), ("--engine", "blocking"), ("--pipeline", "4")],
-                         ids=["epoll", "blocking", "pipeline"])
+@pytest.mark.parametrize(
+    "engine", [(), ("--engine", "blocking"), ("--pipeline", "4")], ids=["epoll", "blocking", "pipeline"]
+)
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_tls_verified_against_the_ca_with_the_handshake_in_connect_latency(start_server, tls_files, backend, engine):
     server = tls_server(start_server, backend, tls_files)
-    code, result, stderr = echo_load(*port_args(server.address), *RUN, *engine, "--tls", "--tls-ca", tls_files["ca"],
-                                     "--json")
+    code, result, stderr = echo_load(
+        *port_args(server.address), *RUN, *engine, "--tls", "--tls-ca", tls_files["ca"], "--json"
+    )
     assert_clean(code, result, stderr)
     assert result["tls"] is True
     assert 0 < result["connect_us"]["p50"] <= result["connect_us"]["max"]
@@ -85,8 +87,18 @@ def test_banner_lines_are_dropped_before_measuring(start_server, backend):
 
 def test_tls_proxy_header_and_banner_together(start_server, tls_files):
     server = tls_server(start_server, "thread", tls_files, "--proxy-protocol", "required", "--banner", "hi")
-    code, result, stderr = echo_load(*port_args(server.address), *RUN, "--tls", "--tls-ca", tls_files["ca"],
-                                     "--send-proxy", "v2", "--banner-lines", "1", "--json")
+    code, result, stderr = echo_load(
+        *port_args(server.address),
+        *RUN,
+        "--tls",
+        "--tls-ca",
+        tls_files["ca"],
+        "--send-proxy",
+        "v2",
+        "--banner-lines",
+        "1",
+        "--json",
+    )
     assert_clean(code, result, stderr)
 
 
@@ -102,9 +114,11 @@ def test_injected_resets_are_counted_as_reset(start_server, backend, engine):
     assert result["errors"] == {"reset": 4}
 
 
-@pytest.mark.parametrize("backend, mode", [("thread", ()), ("thread", ("--engine", "blocking")),
-                                           ("asyncio", ("--rate", "200"))],
-                         ids=["thread-epoll", "thread-blocking", "asyncio-open-loop"])
+@pytest.mark.parametrize(
+    "backend, mode",
+    [("thread", ()), ("thread", ("--engine", "blocking")), ("asyncio", ("--rate", "200"))],
+    ids=["thread-epoll", "thread-blocking", "asyncio-open-loop"],
+)
 def test_a_byte_budget_is_closed_by_server_after_whole_replies(start_server, backend, mode):
     # asyncio closes with the client's next message unread, which the kernel answers with an RST
     # (counted as `reset`); at a low rate no message is in flight when the budget runs out.

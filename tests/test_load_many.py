@@ -20,8 +20,9 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def echo_load(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "echoclients.load.cli", *args], capture_output=True, text=True,
-                          timeout=60, cwd=ROOT)
+    return subprocess.run(
+        [sys.executable, "-m", "echoclients.load.cli", *args], capture_output=True, text=True, timeout=60, cwd=ROOT
+    )
 
 
 @pytest.fixture
@@ -41,7 +42,7 @@ def peer_recording_server():
         while not stop.is_set():
             try:
                 conn, peer = listener.accept()
-            except socket.timeout:
+            except TimeoutError:
                 continue
             conn.settimeout(None)
             peers.append(peer[0])
@@ -57,8 +58,22 @@ def peer_recording_server():
 
 def test_connections_are_spread_over_the_source_addresses_asked_for(peer_recording_server):
     (host, port), peers = peer_recording_server
-    proc = echo_load("--host", host, "--port", str(port), "--clients", "12", "--source-addresses", "3",
-                     "--duration", "0.3", "--warmup", "0", "--json", "--quiet")
+    proc = echo_load(
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--clients",
+        "12",
+        "--source-addresses",
+        "3",
+        "--duration",
+        "0.3",
+        "--warmup",
+        "0",
+        "--json",
+        "--quiet",
+    )
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["errors"] == {}
     assert sorted(peers) == sorted(["127.0.0.2", "127.0.0.3", "127.0.0.4"] * 4)
@@ -79,8 +94,22 @@ def test_source_addresses_need_a_loopback_target():
 def test_connects_are_paced_by_connect_rate(peer_recording_server):
     (host, port), peers = peer_recording_server
     started = time.monotonic()
-    proc = echo_load("--host", host, "--port", str(port), "--clients", "20", "--connect-rate", "50",
-                     "--duration", "0.2", "--warmup", "0", "--json", "--quiet")
+    proc = echo_load(
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--clients",
+        "20",
+        "--connect-rate",
+        "50",
+        "--duration",
+        "0.2",
+        "--warmup",
+        "0",
+        "--json",
+        "--quiet",
+    )
     elapsed = time.monotonic() - started
     assert proc.returncode == 0, proc.stderr
     assert len(peers) == 20
@@ -105,12 +134,25 @@ def test_bad_values_are_one_line_usage_errors(option):
 
 def test_result_reports_the_clients_own_memory_per_connection(peer_recording_server):
     (host, port), _ = peer_recording_server
-    proc = echo_load("--host", host, "--port", str(port), "--clients", "50", "--duration", "0.3", "--warmup", "0",
-                     "--json", "--quiet")
+    proc = echo_load(
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--clients",
+        "50",
+        "--duration",
+        "0.3",
+        "--warmup",
+        "0",
+        "--json",
+        "--quiet",
+    )
     result = json.loads(proc.stdout)
     assert result["client_bytes_per_connection"] > 0
-    assert result["cpu"]["per_process_rss_growth"][0] == pytest.approx(result["client_bytes_per_connection"] * 50,
-                                                                        abs=50)
+    assert result["cpu"]["per_process_rss_growth"][0] == pytest.approx(
+        result["client_bytes_per_connection"] * 50, abs=50
+    )
 
 
 def test_server_is_sampled_when_the_load_is_spread_over_processes():
@@ -118,8 +160,24 @@ def test_server_is_sampled_when_the_load_is_spread_over_processes():
 
     with ServerProcess("--backend", "asyncio", "--workers", "2", "--log-level", "warning") as server:
         host, port = server.address
-        proc = echo_load("--host", host, "--port", str(port), "--clients", "4", "--processes", "2",
-                         "--duration", "0.3", "--warmup", "0", "--server-pid", str(server.pid), "--json", "--quiet")
+        proc = echo_load(
+            "--host",
+            host,
+            "--port",
+            str(port),
+            "--clients",
+            "4",
+            "--processes",
+            "2",
+            "--duration",
+            "0.3",
+            "--warmup",
+            "0",
+            "--server-pid",
+            str(server.pid),
+            "--json",
+            "--quiet",
+        )
     result = json.loads(proc.stdout)
     assert proc.returncode == 0, proc.stderr
     # The supervisor and its two workers, sampled once (by the first process), kept through the merge.

@@ -15,8 +15,13 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def echo_load(*args: str) -> tuple[int, dict, str]:
-    proc = subprocess.run([sys.executable, "-m", "echoclients.load.cli", *args, "--json", "--quiet"],
-                          capture_output=True, text=True, timeout=60, cwd=ROOT)
+    proc = subprocess.run(
+        [sys.executable, "-m", "echoclients.load.cli", *args, "--json", "--quiet"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+    )
     return proc.returncode, json.loads(proc.stdout) if proc.stdout.strip() else {}, proc.stderr
 
 
@@ -30,8 +35,9 @@ def server():
 
 def run(server, *extra: str) -> tuple[int, dict, str]:
     host, port = server.address
-    return echo_load("--host", host, "--port", str(port), "--clients", "4", "--duration", "1", "--warmup", "0.2",
-                     *extra)
+    return echo_load(
+        "--host", host, "--port", str(port), "--clients", "4", "--duration", "1", "--warmup", "0.2", *extra
+    )
 
 
 def test_open_loop_reports_send_lateness_for_every_message_sent(server):
@@ -65,7 +71,12 @@ def test_client_late_warning_when_lateness_is_most_of_the_latency(server, tmp_pa
     result["lateness_histogram"] = result["histogram"]  # as if the client had caused every microsecond
     path = tmp_path / "late.json"
     path.write_text(json.dumps(result))
-    proc = subprocess.run([sys.executable, "-m", "echoclients.load.cli", "merge", str(path)], capture_output=True,
-                          text=True, timeout=60, cwd=ROOT)
+    proc = subprocess.run(
+        [sys.executable, "-m", "echoclients.load.cli", "merge", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+    )
     assert proc.returncode == 0
     assert "sent late" in proc.stdout and "warning: client-late" in proc.stderr

@@ -17,8 +17,9 @@ SHORT = ("--duration", "0.8", "--warmup", "0.1", "--clients", "4", "--json", "--
 
 
 def echo_load(*args: str) -> tuple[int, dict | None, str]:
-    proc = subprocess.run([sys.executable, "-m", "echoclients.load.cli", *args], capture_output=True, text=True,
-                          timeout=60, cwd=ROOT)
+    proc = subprocess.run(
+        [sys.executable, "-m", "echoclients.load.cli", *args], capture_output=True, text=True, timeout=60, cwd=ROOT
+    )
     return proc.returncode, json.loads(proc.stdout) if "--json" in args and proc.stdout.strip() else None, proc.stderr
 
 
@@ -42,7 +43,9 @@ def test_reconnect_measures_through_resets(start_server):
     code, result, err = echo_load("--port", str(server.port), "--reconnect", *SHORT)
     assert code == 1, result  # faults are still faults
     assert result["errors"].get("reset", 0) >= 1 and result["reconnects"] >= 1, result["errors"]
-    assert result["duration_s"] >= 0.7, result["duration_s"]  # the whole window, not the 0.03 s until the last connection died
+    assert result["duration_s"] >= 0.7, result[
+        "duration_s"
+    ]  # the whole window, not the 0.03 s until the last connection died
     assert result["mismatches"] == 0 and result["messages"] > result["reconnects"]
 
 
@@ -54,8 +57,9 @@ def test_without_reconnect_a_reset_connection_stays_lost(start_server):
 
 def test_the_result_has_a_per_second_timeline(start_server):
     server = start_server("--backend", "thread")
-    code, result, err = echo_load("--port", str(server.port), "--duration", "2", "--warmup", "0.2", "--clients",
-                                  "2", "--json", "--quiet")
+    code, result, err = echo_load(
+        "--port", str(server.port), "--duration", "2", "--warmup", "0.2", "--clients", "2", "--json", "--quiet"
+    )
     assert code == 0, err
     rates = result["timeline"]["msgs_per_s"]
     assert len(rates) >= 2 and sum(rates) > 0 and result["window_wall"][1] > result["window_wall"][0]

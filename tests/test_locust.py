@@ -15,8 +15,10 @@ from pathlib import Path
 import pytest
 
 # Not importorskip: importing Locust monkey-patches this whole process with gevent.
-pytestmark = [pytest.mark.locust,
-              pytest.mark.skipif(importlib.util.find_spec("locust") is None, reason="needs the [locust] extra")]
+pytestmark = [
+    pytest.mark.locust,
+    pytest.mark.skipif(importlib.util.find_spec("locust") is None, reason="needs the [locust] extra"),
+]
 
 ROOT = Path(__file__).resolve().parent.parent
 USERS, ITERATIONS = 2, 2000
@@ -39,15 +41,47 @@ def run_locust(target: str, tmp_path: Path, workers: int, netns: list[str] | Non
     prefix = (lambda i: ["ip", "netns", "exec", netns[i]]) if netns else (lambda i: [])
     master_host = "10.77.1.2" if netns else "127.0.0.1"  # netns: client host 1 (see hosts())
     locust = [sys.executable, "-m", "locust", "-f", LOCUSTFILE]
-    master = subprocess.Popen([*prefix(0), *locust, "--master", "--headless", "--expect-workers", str(workers),
-                               "-u", str(USERS * workers // 2), "-r", "100", "--host", target,
-                               "--echo-iterations", str(ITERATIONS), "--echo-result", str(result), "-t", "120s",
-                               "--json", "--master-bind-host", "0.0.0.0" if netns else "127.0.0.1",
-                               "--master-bind-port", str(port)],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
-    children = [subprocess.Popen([*prefix(1 + i), *locust, "--worker", "--master-host", master_host,
-                                  "--master-port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                 text=True, cwd=tmp_path) for i in range(workers)]
+    master = subprocess.Popen(
+        [
+            *prefix(0),
+            *locust,
+            "--master",
+            "--headless",
+            "--expect-workers",
+            str(workers),
+            "-u",
+            str(USERS * workers // 2),
+            "-r",
+            "100",
+            "--host",
+            target,
+            "--echo-iterations",
+            str(ITERATIONS),
+            "--echo-result",
+            str(result),
+            "-t",
+            "120s",
+            "--json",
+            "--master-bind-host",
+            "0.0.0.0" if netns else "127.0.0.1",
+            "--master-bind-port",
+            str(port),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=tmp_path,
+    )
+    children = [
+        subprocess.Popen(
+            [*prefix(1 + i), *locust, "--worker", "--master-host", master_host, "--master-port", str(port)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=tmp_path,
+        )
+        for i in range(workers)
+    ]
     try:
         out, err = master.communicate(timeout=180)
         for child in children:
@@ -62,8 +96,13 @@ def run_locust(target: str, tmp_path: Path, workers: int, netns: list[str] | Non
 
 
 def echo_load(host: str, port: int, *args: str) -> dict:
-    proc = subprocess.run([sys.executable, "-m", "echoclients.load.cli", "--host", host, "--port", str(port),
-                           *args, "--json", "--quiet"], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    proc = subprocess.run(
+        [sys.executable, "-m", "echoclients.load.cli", "--host", host, "--port", str(port), *args, "--json", "--quiet"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+    )
     assert proc.returncode == 0, proc.stderr
     return json.loads(proc.stdout)
 
@@ -88,16 +127,22 @@ def test_master_and_two_workers_agree_with_echo_load(server, tmp_path):
     # `echo-load merge` of the workers' own parts reads the very same percentiles off the same sum.
     parts = sorted(tmp_path.glob("merged.worker-*.json"))
     assert len(parts) == 2
-    proc = subprocess.run([sys.executable, "-m", "echoclients.load.cli", "merge", *map(str, parts), "--json"],
-                          capture_output=True, text=True, timeout=60, cwd=ROOT)
+    proc = subprocess.run(
+        [sys.executable, "-m", "echoclients.load.cli", "merge", *map(str, parts), "--json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+    )
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["latency_us"] == merged["latency_us"]
     assert json.loads(proc.stdout)["messages"] == merged["messages"]
     # echo-load against the same server sees latencies within the same few powers of ten: no unit was
     # lost on the way (ms for us would be 1000x). Not closer: Locust's gevent loop and echo-load's differ
     # (p50 17-133 us against 14-30 us measured here), and a shared machine moves both.
-    reference = echo_load(host, port, "--clients", str(USERS), "--processes", "2",
-                          "--requests", str(USERS * ITERATIONS))
+    reference = echo_load(
+        host, port, "--clients", str(USERS), "--processes", "2", "--requests", str(USERS * ITERATIONS)
+    )
     ours, theirs = merged["latency_us"]["p50"], reference["latency_us"]["p50"]
     assert 0.05 * theirs <= ours <= 20 * theirs, (merged["latency_us"], reference["latency_us"])
 
@@ -167,8 +212,9 @@ def test_master_and_workers_on_separate_hosts_across_a_delayed_link(tmp_path):
             port = server.address[1]
             # The master on client host 1, its two workers on client hosts 2 and 3; each reaches the
             # server host through its own delayed link (10.77.1.1 is the server host's end of link 1).
-            merged, stats, _ = run_locust(f"10.77.1.1:{port}", tmp_path, workers=2,
-                                          netns=[names[1], names[2], names[3]])
+            merged, stats, _ = run_locust(
+                f"10.77.1.1:{port}", tmp_path, workers=2, netns=[names[1], names[2], names[3]]
+            )
     assert sum(entry["num_requests"] for entry in stats) == merged["messages"] == USERS * ITERATIONS
     assert merged["mismatches"] == 0 and merged["errors"] == {}
     if delayed:  # every request crossed a link delayed by 1 ms (replies come back undelayed)
@@ -178,9 +224,25 @@ def test_master_and_workers_on_separate_hosts_across_a_delayed_link(tmp_path):
 @pytest.mark.parametrize("bad", [("--echo-size", "0"), ("--echo-timeout", "-1"), ("--host", "no-port-here")])
 def test_bad_option_is_a_one_line_usage_error(bad, tmp_path):
     args = {"--host": "127.0.0.1:9", **dict([bad])}
-    proc = subprocess.run([sys.executable, "-m", "locust", "-f", LOCUSTFILE, "--headless", "-u", "1", "-t", "5s",
-                           *[item for pair in args.items() for item in pair]],
-                          capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "locust",
+            "-f",
+            LOCUSTFILE,
+            "--headless",
+            "-u",
+            "1",
+            "-t",
+            "5s",
+            *[item for pair in args.items() for item in pair],
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+    )
     assert proc.returncode == 2
     errors = [line for line in proc.stderr.splitlines() if "error" in line.lower()]
     assert errors == [f"locust: error: {errors[0].split('error: ', 1)[1]}"] and bad[0] in errors[0]

@@ -12,8 +12,13 @@ ENV = {k: v for k, v in os.environ.items() if not k.startswith("ECHOSERVER_")}
 
 
 def echoserver(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "echoserver", *args], capture_output=True, text=True, timeout=30,
-                          env={**ENV, **(env or {})})
+    return subprocess.run(
+        [sys.executable, "-m", "echoserver", *args],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env={**ENV, **(env or {})},
+    )
 
 
 def one_line(proc: subprocess.CompletedProcess) -> str:
@@ -51,8 +56,11 @@ def test_a_missing_certificate_is_reported_before_the_port(tmp_path):
 
     with socket.create_server(("127.0.0.1", 0)) as taken:
         port = taken.getsockname()[1]
-        message = one_line(echoserver("--port", str(port), "--tls-cert", str(tmp_path / "no.pem"),
-                                      "--tls-key", str(tmp_path / "no.pem")))
+        message = one_line(
+            echoserver(
+                "--port", str(port), "--tls-cert", str(tmp_path / "no.pem"), "--tls-key", str(tmp_path / "no.pem")
+            )
+        )
     assert "no.pem does not exist" in message and "in use" not in message
 
 

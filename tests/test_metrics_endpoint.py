@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import re
 import signal
-import socket
 import time
 import urllib.error
 import urllib.request
@@ -68,7 +67,7 @@ def test_a_trickling_peer_is_closed_at_the_total_deadline(endpoint) -> None:
             if sock.recv(100) == b"":
                 closed_after = time.monotonic() - started
                 break
-        except socket.timeout:
+        except TimeoutError:
             pass
     sock.close()
     assert closed_after is not None, "a peer trickling its request was never closed"
@@ -103,8 +102,9 @@ def test_an_idle_metrics_peer_does_not_freeze_the_supervisor(backend, start_serv
     body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read()
     assert b"echoserver_connections_accepted_total" in body
     assert time.monotonic() - started < 3
-    assert wait_for(lambda: len(set(c.pid for c in supervisor.children()) - workers) == 2, timeout=10), \
+    assert wait_for(lambda: len(set(c.pid for c in supervisor.children()) - workers) == 2, timeout=10), (
         "the killed workers were not replaced"
+    )
     with connect(server.address) as sock:
         sock.sendall(b"still here")
         assert sock.recv(100) == b"still here"

@@ -45,7 +45,7 @@ def test_counters_equal_what_the_clients_did(backend, start_server) -> None:
     assert samples["echoserver_messages_total"] >= 28  # one message per chunk read, at least one per send
     assert samples["echoserver_process_cpu_seconds_total"] > 0
     assert samples["echoserver_process_resident_memory_bytes"] > 1 << 20
-    assert samples["echoserver_info{backend=%s}" % backend] == 1
+    assert samples[f"echoserver_info{{backend={backend}}}"] == 1
     assert samples["echoserver_gil_enabled"] == (0 if server.gil == "off" else 1)
 
 
@@ -92,7 +92,7 @@ def test_errors_are_counted_once_by_kind(backend, start_server) -> None:
 def errors_counted(samples: dict[str, float]) -> dict[str, float]:
     """``echoserver_errors_total`` by kind, the kinds that are not zero only."""
     prefix = "echoserver_errors_total{kind="
-    return {name[len(prefix):-1]: value for name, value in samples.items() if name.startswith(prefix) and value}
+    return {name[len(prefix) : -1]: value for name, value in samples.items() if name.startswith(prefix) and value}
 
 
 def test_healthz_answers_while_accepting_and_fails_while_draining(backend, start_server) -> None:
@@ -131,8 +131,13 @@ def test_metrics_port_in_use_is_a_one_line_error(start_server) -> None:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        result = subprocess.run([sys.executable, "-m", "echoserver", "--port", "0", "--metrics-port", str(port)],
-                                capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL)
+        result = subprocess.run(
+            [sys.executable, "-m", "echoserver", "--port", "0", "--metrics-port", str(port)],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            stdin=subprocess.DEVNULL,
+        )
     assert result.returncode == 2
     assert "--metrics-port" in result.stderr and "Traceback" not in result.stderr
 

@@ -16,8 +16,9 @@ from echoserver.cli.options import config_options, config_values
 from echoserver.config import ServerConfig, option
 
 
-@pytest.mark.parametrize("command, config", [(server_command, ServerConfig), (load_command, LoadSpec)],
-                         ids=["echoserver", "echo-load"])
+@pytest.mark.parametrize(
+    "command, config", [(server_command, ServerConfig), (load_command, LoadSpec)], ids=["echoserver", "echo-load"]
+)
 def test_every_config_field_is_an_option_with_its_default_and_help(command, config) -> None:
     params = {param.name: param for param in command.params}
     for found in dataclasses.fields(config):
@@ -29,8 +30,11 @@ def test_every_config_field_is_an_option_with_its_default_and_help(command, conf
         assert param.help == found.metadata["help"].replace("{backends}", ", ".join(REGISTRY))
         # What click hands back for the default is what the config would have used anyway.
         context = command.make_context("x", [], resilient_parsing=True)
-        value = param.type_cast_value(context, param.get_default(context)) if param.get_default(context) \
-            is not None else None
+        value = (
+            param.type_cast_value(context, param.get_default(context))
+            if param.get_default(context) is not None
+            else None
+        )
         assert config_values(config, {found.name: value}).get(found.name, found.default) == found.default
 
 

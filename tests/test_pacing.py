@@ -75,6 +75,7 @@ def test_a_very_slow_trickle_still_sends_a_byte_at_a_time() -> None:
 
 def test_describe_names_every_fault_that_is_on_and_nothing_else() -> None:
     assert describe(ServerConfig()) == ""
-    line = describe(ServerConfig(delay=(50.0, 10.0), reset_probability=0.01, trickle=1000,
-                                 max_bytes_per_connection=4096))
+    line = describe(
+        ServerConfig(delay=(50.0, 10.0), reset_probability=0.01, trickle=1000, max_bytes_per_connection=4096)
+    )
     assert line == "delay 50ms+/-10ms, reset probability 0.01, trickle 1000 B/s, close after 4096 bytes"

@@ -14,9 +14,9 @@ import threading
 import time
 
 import pytest
+from dockertools import REPO
 
 from echoclients.interactive import probe
-from dockertools import REPO
 
 
 class _OneShotServer:
@@ -88,7 +88,7 @@ class _ProxiedServer(_OneShotServer):
             self.seen.append(data)
             if not data.startswith(header):
                 return b""  # a server in required mode closes the connection
-            return banner + data[len(header):]
+            return banner + data[len(header) :]
 
         super().__init__(reply)
 
@@ -135,5 +135,3 @@ def test_probe_nonce_survives_every_handler_mode():
 def test_probe_starts_without_importing_click():
     code = "import sys, echoclients.interactive.probe; sys.exit('click' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], cwd=REPO).returncode == 0
-
-

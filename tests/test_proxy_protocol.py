@@ -116,7 +116,7 @@ def test_encode_v1_text() -> None:
 
 def test_encode_v2_bytes_match_what_haproxy_sends() -> None:
     header = encode_v2(("172.19.0.1", 42578), ("172.19.0.3", 80))
-    assert header.hex() == "0d0a0d0a000d0a515549540a" "2111000c" "ac130001ac130003" "a6520050"
+    assert header.hex() == "0d0a0d0a000d0a515549540a2111000cac130001ac130003a6520050"
 
 
 def test_encode_v2_ipv6_is_inet6_stream_with_a_36_byte_block() -> None:
@@ -373,6 +373,7 @@ def test_arbitrary_input_yields_a_decision_or_a_protocol_error(stream, cuts, mod
 
 # -- the answer does not depend on how the bytes were split ----------------------------
 
+
 def outcome(chunks: list[bytes], mode: str) -> tuple:
     """Everything the reader decides for a stream cut into ``chunks``: the fields and the bytes after the
     header, or the error; ("undecided",) if the bytes never sufficed."""
@@ -381,7 +382,7 @@ def outcome(chunks: list[bytes], mode: str) -> tuple:
         for i, chunk in enumerate(chunks):
             payload = reader.feed(chunk)
             if payload is not None:
-                rest = payload + b"".join(chunks[i + 1:])
+                rest = payload + b"".join(chunks[i + 1 :])
                 return ("decided", reader.version, reader.command, reader.source, reader.destination, rest)
     except ProxyProtocolError as error:
         return ("error", str(error).split(":")[0])  # not the quoted bytes seen so far, which depend on the split
@@ -393,11 +394,11 @@ headerish = st.one_of(
     st.binary(max_size=120).map(lambda b: b"PROXY " + b),
     st.binary(max_size=120).map(lambda b: V2_SIGNATURE + b),
     st.text(alphabet="PROXYTCP46UNKW :.0123456789\r\n", max_size=120).map(lambda t: ("PROXY " + t).encode()),
-    st.builds(lambda pair, tail: encode_v1(*pair) + tail,
-              st.sampled_from([IPV4, IPV6]), st.binary(max_size=20)),
+    st.builds(lambda pair, tail: encode_v1(*pair) + tail, st.sampled_from([IPV4, IPV6]), st.binary(max_size=20)),
     # v1 lines made of the tokens a header is made of, line ends of every kind among them.
-    st.lists(st.sampled_from(["UNKNOWN", "TCP4", "TCP6", " ", "x", "1.2.3.4", "::1", "80", "\n", "\r", "\r\n"]),
-             max_size=12).map(lambda tokens: ("PROXY " + "".join(tokens)).encode()),
+    st.lists(
+        st.sampled_from(["UNKNOWN", "TCP4", "TCP6", " ", "x", "1.2.3.4", "::1", "80", "\n", "\r", "\r\n"]), max_size=12
+    ).map(lambda tokens: ("PROXY " + "".join(tokens)).encode()),
 )
 
 
@@ -416,14 +417,19 @@ def test_a_bare_lf_inside_a_v1_line_is_refused_whole_or_byte_by_byte(mode) -> No
 
 # -- peeking readers take only the header off the stream ------------------------------
 
-@given(st.sampled_from([1, 2]), st.sampled_from([IPV4, IPV6]), st.binary(max_size=50),
-       st.lists(st.integers(0, 200), max_size=6))
+
+@given(
+    st.sampled_from([1, 2]),
+    st.sampled_from([IPV4, IPV6]),
+    st.binary(max_size=50),
+    st.lists(st.integers(0, 200), max_size=6),
+)
 def test_take_leaves_exactly_the_payload_in_the_stream(version, pair, payload, cuts) -> None:
     """What an I/O layer that peeks sees: the bytes it takes are the header, no more, however they arrive."""
     stream = ENCODERS[version](*pair) + payload
     reader, taken = ProxyHeaderReader("required"), 0
     for chunk in split_at(stream, cuts):
-        peeked = stream[taken:taken + len(chunk)] if not reader.done else b""
+        peeked = stream[taken : taken + len(chunk)] if not reader.done else b""
         if not peeked:
             continue
         taken += reader.take(peeked)

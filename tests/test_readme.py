@@ -18,8 +18,11 @@ def quick_start_commands() -> tuple[str, str]:
 
 def test_ci_runs_the_readme_test_command_verbatim() -> None:
     _, test_command = quick_start_commands()
-    steps = [line for line in (ROOT / ".ci" / "run").read_text().splitlines()
-             if line.strip() and not line.lstrip().startswith("#")]
+    steps = [
+        line
+        for line in (ROOT / ".ci" / "run").read_text().splitlines()
+        if line.strip() and not line.lstrip().startswith("#")
+    ]
     assert steps[-1] == test_command
     assert test_command.endswith("&& pytest")  # the whole suite: no marker filters, no paths
 

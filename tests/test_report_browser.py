@@ -27,9 +27,18 @@ import pytest
 pytestmark = pytest.mark.browser
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync", "--no-first-run", "--remote-debugging-port=0",
-         "--proxy-server=127.0.0.1:9", "--window-size=1400,1000")  # any network request fails at once
+FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--remote-debugging-port=0",
+    "--proxy-server=127.0.0.1:9",
+    "--window-size=1400,1000",
+)  # any network request fails at once
 
 
 class DevTools:
@@ -39,9 +48,10 @@ class DevTools:
         parts = urlparse(url)
         self.sock = socket.create_connection((parts.hostname, parts.port), timeout=30)
         key = base64.b64encode(os.urandom(16)).decode()
-        self.sock.sendall(f"GET {parts.path} HTTP/1.1\r\nHost: {parts.netloc}\r\nUpgrade: websocket\r\n"
-                          f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
-                          .encode())
+        self.sock.sendall(
+            f"GET {parts.path} HTTP/1.1\r\nHost: {parts.netloc}\r\nUpgrade: websocket\r\n"
+            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode()
+        )
         response = b""
         while b"\r\n\r\n" not in response:
             response += self.sock.recv(4096)
@@ -76,9 +86,13 @@ class DevTools:
         payload = json.dumps({"id": self.next_id, "method": method, "params": params}).encode()
         mask = os.urandom(4)
         length = len(payload)
-        header = bytes([0x81]) + (bytes([0x80 | length]) if length < 126 else bytes([0x80 | 126])
-                                  + length.to_bytes(2, "big") if length < 65536 else bytes([0x80 | 127])
-                                  + length.to_bytes(8, "big"))
+        header = bytes([0x81]) + (
+            bytes([0x80 | length])
+            if length < 126
+            else bytes([0x80 | 126]) + length.to_bytes(2, "big")
+            if length < 65536
+            else bytes([0x80 | 127]) + length.to_bytes(8, "big")
+        )
         self.sock.sendall(header + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload)))
         while True:
             message = self._frame()
@@ -101,8 +115,11 @@ def browser(tmp_path):
             pytest.fail("chromium is not installed; .ci/run installs it")
         pytest.skip("chromium is not installed (apt-get install chromium)")
     profile = Path(tempfile.mkdtemp(prefix="echo-report-chromium-"))
-    proc = subprocess.Popen([CHROMIUM, *FLAGS, f"--user-data-dir={profile}", "about:blank"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [CHROMIUM, *FLAGS, f"--user-data-dir={profile}", "about:blank"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         active = profile / "DevToolsActivePort"
         deadline = time.monotonic() + 30
@@ -126,12 +143,16 @@ def open_page(tools: DevTools, path: Path) -> tuple[list[str], dict]:
         tools.call(f"{domain}.enable")
     tools.call("Page.navigate", url=path.as_uri())
     tools.wait_for("Page.loadEventFired")
-    state = tools.call("Runtime.evaluate", returnByValue=True, expression="""JSON.stringify({
+    state = tools.call(
+        "Runtime.evaluate",
+        returnByValue=True,
+        expression="""JSON.stringify({
         images: [...document.images].map(i => ({id: i.id, ok: i.complete && i.naturalWidth > 0,
                                                width: i.naturalWidth, src: i.src.slice(0, 30)})),
         tables: document.querySelectorAll('table').length,
         rows: document.querySelectorAll('#results tbody tr').length,
-        text: document.body.innerText})""")["result"]["value"]
+        text: document.body.innerText})""",
+    )["result"]["value"]
     problems = []
     for event in tools.events:
         method, params = event.get("method"), event.get("params", {})
@@ -148,8 +169,12 @@ def open_page(tools: DevTools, path: Path) -> tuple[list[str], dict]:
 
 def screenshot(tools: DevTools, path: Path) -> bytes:
     metrics = tools.call("Page.getLayoutMetrics")["cssContentSize"]
-    shot = tools.call("Page.captureScreenshot", format="png", captureBeyondViewport=True,
-                      clip={"x": 0, "y": 0, "width": metrics["width"], "height": metrics["height"], "scale": 1})
+    shot = tools.call(
+        "Page.captureScreenshot",
+        format="png",
+        captureBeyondViewport=True,
+        clip={"x": 0, "y": 0, "width": metrics["width"], "height": metrics["height"], "scale": 1},
+    )
     data = base64.b64decode(shot["data"])
     path.write_bytes(data)
     return data
@@ -158,9 +183,31 @@ def screenshot(tools: DevTools, path: Path) -> bytes:
 @pytest.fixture(scope="module")
 def report(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("bench")
-    proc = subprocess.run([sys.executable, "-m", "echoclients.bench.cli", "--backend", "thread", "--backend",
-                           "asyncio", "--repeat", "2", "--duration", "0.5", "--warmup", "0.2", "--clients", "4",
-                           "--out", str(out)], capture_output=True, text=True, timeout=180, cwd=ROOT)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "echoclients.bench.cli",
+            "--backend",
+            "thread",
+            "--backend",
+            "asyncio",
+            "--repeat",
+            "2",
+            "--duration",
+            "0.5",
+            "--warmup",
+            "0.2",
+            "--clients",
+            "4",
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        cwd=ROOT,
+    )
     assert proc.returncode == 0, proc.stderr
     return out / "report.html"
 
@@ -181,9 +228,11 @@ def test_the_report_renders_offline_with_its_charts_and_no_errors(browser, repor
 def test_the_check_sees_a_broken_page(browser, tmp_path):
     """The test above must be able to fail: a script error, a CDN link and a broken image are all caught."""
     page = tmp_path / "broken.html"
-    page.write_text('<html><body><img id="x" src="data:image/png;base64,AAAA">'
-                    '<script src="https://cdn.example.invalid/chart.js"></script>'
-                    '<script>console.error("boom")</script></body></html>')
+    page.write_text(
+        '<html><body><img id="x" src="data:image/png;base64,AAAA">'
+        '<script src="https://cdn.example.invalid/chart.js"></script>'
+        '<script>console.error("boom")</script></body></html>'
+    )
     problems, state = open_page(browser, page)
     assert any("boom" in p for p in problems) and any("load failed" in p for p in problems)
     assert state["images"] == [{"id": "x", "ok": False, "width": 0, "src": "data:image/png;base64,AAAA"}]

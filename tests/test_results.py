@@ -7,20 +7,39 @@ import pytest
 from echoclients.load.results import LatencyRecorder, decode, encode, fairness, finish, merge, new_histogram
 
 
-def part(latencies_us: list[int], *, messages: int, duration: float = 10.0, errors: dict | None = None,
-         backend: str = "uvloop", cpu: list[float] | None = None) -> dict:
+def part(
+    latencies_us: list[int],
+    *,
+    messages: int,
+    duration: float = 10.0,
+    errors: dict | None = None,
+    backend: str = "uvloop",
+    cpu: list[float] | None = None,
+) -> dict:
     recorder = LatencyRecorder()
     for value in latencies_us:
         recorder.record(value * 1000)
     connect = new_histogram()
     connect.record_value(50_000)
-    return finish({
-        "schema": "echo-load/1", "backend": backend, "target": "127.0.0.1:8080", "clients": 2, "processes": 1,
-        "threads": 1, "messages": messages, "bytes": messages * 64, "mismatches": 0, "duration_s": duration,
-        "errors": errors or {}, "per_connection": [messages // 2, messages - messages // 2],
-        "histogram": encode(recorder.fold()), "connect_histogram": encode(connect),
-        "cpu": {"per_process_percent": cpu or [50.0], "saturated": False},
-    })
+    return finish(
+        {
+            "schema": "echo-load/1",
+            "backend": backend,
+            "target": "127.0.0.1:8080",
+            "clients": 2,
+            "processes": 1,
+            "threads": 1,
+            "messages": messages,
+            "bytes": messages * 64,
+            "mismatches": 0,
+            "duration_s": duration,
+            "errors": errors or {},
+            "per_connection": [messages // 2, messages - messages // 2],
+            "histogram": encode(recorder.fold()),
+            "connect_histogram": encode(connect),
+            "cpu": {"per_process_percent": cpu or [50.0], "saturated": False},
+        }
+    )
 
 
 def test_merged_percentiles_come_from_the_summed_histogram_not_from_averaging() -> None:
@@ -44,8 +63,9 @@ def test_counters_and_rates_add_and_the_window_is_the_longest() -> None:
 
 
 def test_errors_add_by_kind_and_any_error_makes_the_merge_not_ok() -> None:
-    merged = merge([part([100], messages=1, errors={"reset": 2}), part([100], messages=1, errors={"reset": 1,
-                                                                                                  "timeout": 1})])
+    merged = merge(
+        [part([100], messages=1, errors={"reset": 2}), part([100], messages=1, errors={"reset": 1, "timeout": 1})]
+    )
     assert merged["errors"] == {"reset": 3, "timeout": 1}
     assert merged["ok"] is False
     assert merge([part([100], messages=1), part([100], messages=1)])["ok"] is True
@@ -79,5 +99,10 @@ def test_the_recorder_buckets_latencies_finely_enough_for_three_digits() -> None
 
 
 def test_fairness_counts_starved_connections() -> None:
-    assert fairness([0, 0, 10, 30], 10.0) == {"connections": 4, "served": 2, "rate_min": 0.0,
-                                               "rate_median": 0.5, "rate_max": 3.0}
+    assert fairness([0, 0, 10, 30], 10.0) == {
+        "connections": 4,
+        "served": 2,
+        "rate_min": 0.0,
+        "rate_median": 0.5,
+        "rate_max": 3.0,
+    }

@@ -31,10 +31,15 @@ def test_a_burst_of_connections_reaches_every_worker():
     assert len(served) == 2 and sum(served) == 24 and min(served) > 0, served
 
 
-@pytest.mark.parametrize("args, words", [(("--reuse-port",), "--workers 2 or more"),
-                                         (("--reuse-port", "--workers", "2", "--bind", "unix:/tmp/x.sock"),
-                                          "TCP listeners only")])
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (("--reuse-port",), "--workers 2 or more"),
+        (("--reuse-port", "--workers", "2", "--bind", "unix:/tmp/x.sock"), "TCP listeners only"),
+    ],
+)
 def test_reuse_port_usage_errors(args, words):
-    proc = subprocess.run([sys.executable, "-m", "echoserver", "--port", "0", *args], capture_output=True,
-                          text=True, timeout=30)
+    proc = subprocess.run(
+        [sys.executable, "-m", "echoserver", "--port", "0", *args], capture_output=True, text=True, timeout=30
+    )
     assert proc.returncode == 2 and words in proc.stderr and proc.stderr.count("\n") == 1

@@ -34,8 +34,11 @@ def pending_tasks(loop: asyncio.AbstractEventLoop) -> list[asyncio.Task]:
 @pytest.mark.parametrize("backend", EVENT_LOOP_BACKENDS)
 @pytest.mark.parametrize("setup", ["TLS handshake", "PROXY header"])
 def test_tasks_are_cancelled_and_awaited_at_shutdown(backend, tls_files, caplog, setup) -> None:
-    options = dict(tls_cert=tls_files["cert"], tls_key=tls_files["key"]) if setup == "TLS handshake" \
+    options = (
+        dict(tls_cert=tls_files["cert"], tls_key=tls_files["key"])
+        if setup == "TLS handshake"
         else dict(proxy_protocol="required")
+    )
     config = ServerConfig(backend=backend, port=0, idle_timeout=30, grace=0.5, **options)
     with caplog.at_level(logging.DEBUG, logger="asyncio"), running_server(config) as server:
         loop = server.backend.loop

@@ -21,8 +21,8 @@ import pytest
 
 from echoserver.backends import REGISTRY
 from echoserver.backends.closing import LINGER_SECONDS
-from echoserver.spawn import ServerProcess
 from echoserver.sansio.proxy_protocol import encode_v1, encode_v2
+from echoserver.spawn import ServerProcess
 from support import connect, recv_exactly
 
 MARGIN = 2.5  # seconds of scheduling slack on a loaded 2-core machine; far below what an attacker got before
@@ -55,7 +55,7 @@ def held_for(sock: socket.socket, trickle: bytes, limit: float = 20.0) -> float:
     try:
         while time.monotonic() - started < limit:
             if position < len(trickle):
-                sock.send(trickle[position:position + 1])
+                sock.send(trickle[position : position + 1])
                 position += 1
             elif finished:
                 return time.monotonic() - started
@@ -86,8 +86,10 @@ def never_reads(sock: socket.socket, limit: float = 20.0) -> float:
     pytest.fail(f"the server still holds the connection after {limit}s")
 
 
-BACKEND_NAMES = [pytest.param(name, id=name, marks=() if spec.available else
-                              pytest.mark.skip(reason=spec.why_unavailable())) for name, spec in REGISTRY.items()]
+BACKEND_NAMES = [
+    pytest.param(name, id=name, marks=() if spec.available else pytest.mark.skip(reason=spec.why_unavailable()))
+    for name, spec in REGISTRY.items()
+]
 
 
 @pytest.fixture(scope="module")
@@ -97,8 +99,17 @@ def servers(tls_files):
     kinds = {
         "plain": ("--idle-timeout", str(SHORT), "--handler", "line", "--max-line", "8"),
         "proxy": ("--proxy-protocol", "required", "--header-timeout", str(SHORT), "--idle-timeout", "60"),
-        "tls": (*tls, "--tls-handshake-timeout", str(SHORT), "--proxy-protocol", "optional", "--log-level", "debug",
-                "--metrics-port", "0"),
+        "tls": (
+            *tls,
+            "--tls-handshake-timeout",
+            str(SHORT),
+            "--proxy-protocol",
+            "optional",
+            "--log-level",
+            "debug",
+            "--metrics-port",
+            "0",
+        ),
         "untrusted": ("--proxy-protocol", "optional", "--proxy-trusted", "10.0.0.0/8"),
         "untrusted-required": ("--proxy-protocol", "required", "--proxy-trusted", "192.0.2.0/24,2001:db8::/32"),
     }
@@ -106,8 +117,9 @@ def servers(tls_files):
 
     def get(backend: str, kind: str) -> ServerProcess:
         if (backend, kind) not in started:
-            started[backend, kind] = ServerProcess("--backend", backend, "--grace", "1", *kinds[kind],
-                                                   ready_timeout=60).start()
+            started[backend, kind] = ServerProcess(
+                "--backend", backend, "--grace", "1", *kinds[kind], ready_timeout=60
+            ).start()
         return started[backend, kind]
 
     yield get
@@ -119,6 +131,7 @@ def servers(tls_files):
 
 
 # -- the matrix: (phase, backend) -> the longest one peer holds a slot ----------------
+
 
 def slow_peers(get, backend: str) -> dict:
     """Each phase's attacker, as (bound in seconds, a function returning how long it held its connection)."""
@@ -146,6 +159,7 @@ def slow_peers(get, backend: str) -> dict:
                 sock.sendall(opening)
                 # Trickling a byte every 0.2 s, far inside any per-read timeout, must not keep it open.
                 return held_for(sock, b"y" * 200)
+
         return phase
 
     return {
@@ -202,6 +216,7 @@ def test_slow_peer_matrix(servers, backend, ca) -> None:
 
 # -- the PROXY header in clear, then TLS --------------------------------------------
 
+
 @pytest.mark.parametrize("backend", BACKEND_NAMES)
 @pytest.mark.parametrize("encode", [encode_v1, encode_v2], ids=["v1", "v2"])
 def test_proxy_header_in_clear_then_tls_as_haproxy_sends_it(servers, backend, ca, encode) -> None:
@@ -252,6 +267,7 @@ def test_header_and_client_hello_in_one_segment(servers, backend, ca) -> None:
 
 # -- who may send a PROXY header ------------------------------------------------------
 
+
 @pytest.mark.parametrize("backend", BACKEND_NAMES)
 def test_a_header_from_an_untrusted_peer_is_refused_plain_clients_still_served(servers, backend) -> None:
     server = servers(backend, "untrusted")
@@ -289,8 +305,10 @@ def counters(server) -> dict[str, float]:
     """The server's Prometheus samples, by name and labels as the text format writes them."""
     url = re.search(r"metrics on (http://\S+)/metrics", server.stderr).group(1)
     text = urllib.request.urlopen(url + "/metrics", timeout=10).read().decode()
-    return {name: float(value) for name, value in
-            (line.rsplit(" ", 1) for line in text.splitlines() if line and not line.startswith("#"))}
+    return {
+        name: float(value)
+        for name, value in (line.rsplit(" ", 1) for line in text.splitlines() if line and not line.startswith("#"))
+    }
 
 
 def wait_for_text(server, text: str, timeout: float = 10.0) -> bool:

@@ -130,8 +130,11 @@ def test_soak_and_chaos(backend, start_server) -> None:
 
     tally = Tally()
     until = time.monotonic() + SECONDS
-    threads = [threading.Thread(target=run_client, args=(kind, i, server.address, until, tally))
-               for kind, count in MIX.items() for i in range(count)]
+    threads = [
+        threading.Thread(target=run_client, args=(kind, i, server.address, until, tally))
+        for kind, count in MIX.items()
+        for i in range(count)
+    ]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -143,10 +146,12 @@ def test_soak_and_chaos(backend, start_server) -> None:
         return fds == baseline[0] and threads_now <= baseline[1] and children == 0
 
     settled = wait_for(no_leak, timeout=10)
-    print(f"\n{backend}: messages {dict(tally.messages)}, MiB verified "
-          f"{(tally.bytes['normal'] + tally.bytes['slow_reader']) / 2**20:.1f}, mismatches "
-          f"{sum(tally.mismatches.values())}, client errors {dict(tally.errors)}, "
-          f"fds/threads/children before {baseline} after {resources(server.pid)}")
+    print(
+        f"\n{backend}: messages {dict(tally.messages)}, MiB verified "
+        f"{(tally.bytes['normal'] + tally.bytes['slow_reader']) / 2**20:.1f}, mismatches "
+        f"{sum(tally.mismatches.values())}, client errors {dict(tally.errors)}, "
+        f"fds/threads/children before {baseline} after {resources(server.pid)}"
+    )
     assert sum(tally.mismatches.values()) == 0
     assert not [e for e in tally.errors if e.startswith(("normal", "slow_reader"))], tally.errors
     assert tally.messages["normal"] > 0 and tally.messages["slow_reader"] > 0

@@ -34,8 +34,18 @@ def assert_one_line(result: subprocess.CompletedProcess, *needles: str) -> None:
 
 @pytest.mark.parametrize("workers", ["1", "2"])
 def test_a_missing_certificate_is_one_line_whatever_the_workers(backend, workers) -> None:
-    result = run_cli("--backend", backend, "--port", "0", "--workers", workers,
-                     "--tls-cert", "/missing/cert.pem", "--tls-key", "/missing/key.pem")
+    result = run_cli(
+        "--backend",
+        backend,
+        "--port",
+        "0",
+        "--workers",
+        workers,
+        "--tls-cert",
+        "/missing/cert.pem",
+        "--tls-key",
+        "/missing/key.pem",
+    )
     assert_one_line(result, "--tls-cert", "/missing/cert.pem does not exist")
 
 
@@ -45,8 +55,18 @@ def test_a_key_that_does_not_match_the_certificate_is_one_line(tls_files, tmp_pa
 
     other = tmp_path / "other-key.pem"
     trustme.CA().issue_cert("127.0.0.1").private_key_pem.write_to_path(other)
-    result = run_cli("--backend", "fork", "--port", "0", "--workers", workers,
-                     "--tls-cert", tls_files["cert"], "--tls-key", str(other))
+    result = run_cli(
+        "--backend",
+        "fork",
+        "--port",
+        "0",
+        "--workers",
+        workers,
+        "--tls-cert",
+        tls_files["cert"],
+        "--tls-key",
+        str(other),
+    )
     assert_one_line(result, "--tls-cert/--tls-key: cannot load", "KEY_VALUES_MISMATCH")
 
 
@@ -55,8 +75,18 @@ def test_certificate_files_are_checked_before_the_port_is_bound() -> None:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = str(taken.getsockname()[1])
-        result = run_cli("--backend", "thread", "--port", port, "--workers", "2",
-                         "--tls-cert", "/missing/cert.pem", "--tls-key", "/missing/key.pem")
+        result = run_cli(
+            "--backend",
+            "thread",
+            "--port",
+            port,
+            "--workers",
+            "2",
+            "--tls-cert",
+            "/missing/cert.pem",
+            "--tls-key",
+            "/missing/key.pem",
+        )
     assert_one_line(result, "/missing/cert.pem")
     assert "in use" not in result.stderr
 

@@ -16,10 +16,10 @@ from pathlib import Path
 import psutil
 import pytest
 
-from echoserver.processes.cpus import available_cpus, cgroup_cpu_limit
 from echoserver.backends.base import Backend
 from echoserver.config import ServerConfig
 from echoserver.net.listener import bind_listener
+from echoserver.processes.cpus import available_cpus, cgroup_cpu_limit
 from echoserver.workers.supervisor import Supervisor
 from support import connect, echo_once, recv_exactly, recv_until_eof, server_socket, unread_bytes, wait_for
 
@@ -27,6 +27,7 @@ MAX_CLIENTS = 64  # connections tried before concluding that only one worker acc
 
 
 # -- observing the workers from outside ------------------------------------------
+
 
 def running(pid: int) -> bool:
     """Alive and not a zombie (a zombie is dead; only its parent has yet to collect it)."""
@@ -83,11 +84,13 @@ def clients_on_every_worker(server, workers: list[int]) -> dict[int, object]:
 
 
 def start_workers(start_server, backend: str, *args: str):
-    return start_server("--backend", backend, "--workers", "2", "--grace", "5", *args,
-                        env={"PYTHONWARNINGS": "default"})
+    return start_server(
+        "--backend", backend, "--workers", "2", "--grace", "5", *args, env={"PYTHONWARNINGS": "default"}
+    )
 
 
 # -- the behaviour -------------------------------------------------------------
+
 
 def test_workers_are_separate_processes_serving_one_port(backend, start_server) -> None:
     server = start_workers(start_server, backend)
@@ -149,8 +152,12 @@ def test_workers_do_not_outlive_a_killed_supervisor(backend, start_server) -> No
 
 @pytest.mark.parametrize("workers", ["0", "-1"])
 def test_fewer_than_one_worker_is_a_usage_error(backend, workers) -> None:
-    result = subprocess.run([sys.executable, "-m", "echoserver", "--backend", backend, "--port", "0",
-                             "--workers", workers], capture_output=True, text=True, timeout=30)
+    result = subprocess.run(
+        [sys.executable, "-m", "echoserver", "--backend", backend, "--port", "0", "--workers", workers],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1 and "--workers" in result.stderr and "at least 1" in result.stderr
 
@@ -217,6 +224,7 @@ def test_a_crash_loop_is_restarted_with_growing_delays() -> None:
 
 # -- what "auto" reads -----------------------------------------------------------
 
+
 def fake_system(root: Path, mountinfo: str, cgroup: str, files: dict[str, str]) -> Path:
     (root / "proc/self").mkdir(parents=True)
     (root / "proc/self/mountinfo").write_text(mountinfo)
@@ -232,22 +240,37 @@ V1_MOUNT = "32 31 0:29 / /sys/fs/cgroup/cpu,cpuacct rw,relatime - cgroup cgroup 
 
 
 def test_cgroup_v2_quota_counts_on_the_own_cgroup_and_its_ancestors(tmp_path) -> None:
-    root = fake_system(tmp_path, V2_MOUNT, "0::/app/web\n", {
-        "sys/fs/cgroup/app/web/cpu.max": "max 100000\n",
-        "sys/fs/cgroup/app/cpu.max": "150000 100000\n",
-    })
+    root = fake_system(
+        tmp_path,
+        V2_MOUNT,
+        "0::/app/web\n",
+        {
+            "sys/fs/cgroup/app/web/cpu.max": "max 100000\n",
+            "sys/fs/cgroup/app/cpu.max": "150000 100000\n",
+        },
+    )
     assert cgroup_cpu_limit(root) == 1.5
 
 
 def test_cgroup_v1_quota_is_read_and_minus_one_means_unlimited(tmp_path) -> None:
-    limited = fake_system(tmp_path / "a", V1_MOUNT, "3:cpu,cpuacct:/docker/abc\n", {
-        "sys/fs/cgroup/cpu,cpuacct/docker/abc/cpu.cfs_quota_us": "50000\n",
-        "sys/fs/cgroup/cpu,cpuacct/docker/abc/cpu.cfs_period_us": "100000\n",
-    })
-    unlimited = fake_system(tmp_path / "b", V1_MOUNT, "3:cpu,cpuacct:/\n", {
-        "sys/fs/cgroup/cpu,cpuacct/cpu.cfs_quota_us": "-1\n",
-        "sys/fs/cgroup/cpu,cpuacct/cpu.cfs_period_us": "100000\n",
-    })
+    limited = fake_system(
+        tmp_path / "a",
+        V1_MOUNT,
+        "3:cpu,cpuacct:/docker/abc\n",
+        {
+            "sys/fs/cgroup/cpu,cpuacct/docker/abc/cpu.cfs_quota_us": "50000\n",
+            "sys/fs/cgroup/cpu,cpuacct/docker/abc/cpu.cfs_period_us": "100000\n",
+        },
+    )
+    unlimited = fake_system(
+        tmp_path / "b",
+        V1_MOUNT,
+        "3:cpu,cpuacct:/\n",
+        {
+            "sys/fs/cgroup/cpu,cpuacct/cpu.cfs_quota_us": "-1\n",
+            "sys/fs/cgroup/cpu,cpuacct/cpu.cfs_period_us": "100000\n",
+        },
+    )
     assert cgroup_cpu_limit(limited) == 0.5
     assert cgroup_cpu_limit(unlimited) is None
 

@@ -10,20 +10,23 @@ repeats' histograms are also added up, for the latency CDF.
 from __future__ import annotations
 
 import statistics
+from collections import Counter
 from collections.abc import Callable
 from typing import Any
-from collections import Counter
 
 from echoclients.bench.mixed import p99_ratio
 from echoclients.load.results import decode, encode, new_histogram
 
+
 def _reader(*path: str) -> Callable[[dict], Any]:
     """A function reading ``result[path[0]][path[1]]...``, None wherever a level is missing."""
+
     def read(result: dict) -> Any:
         value: Any = result
         for key in path:
             value = (value or {}).get(key)
         return value
+
     return read
 
 
@@ -57,19 +60,27 @@ def spread(values: list) -> dict | None:
     present = [v for v in values if v is not None]
     if not present:
         return None
-    return {"median": round(statistics.median(present), 3), "min": min(present), "max": max(present),
-            "n": len(present)}
+    return {"median": round(statistics.median(present), 3), "min": min(present), "max": max(present), "n": len(present)}
 
 
 def summarize(label: str, runs: list[dict]) -> dict:
     """One label's repeats as one row; the raw runs stay in results.json beside it."""
     measured = [r for r in runs if not r.get("failed")]
-    row = {"label": label, "backend": (measured or runs)[0].get("backend"), "repeats": len(runs),
-           "measured": len(measured), "failed": [r["failed"] for r in runs if r.get("failed")]}
+    row = {
+        "label": label,
+        "backend": (measured or runs)[0].get("backend"),
+        "repeats": len(runs),
+        "measured": len(measured),
+        "failed": [r["failed"] for r in runs if r.get("failed")],
+    }
     if measured:
         first = measured[0]
-        row.update(clients=first.get("clients"), size=first.get("size"), duration_s=first.get("duration_s"),
-                   server_python=first.get("server_python"))
+        row.update(
+            clients=first.get("clients"),
+            size=first.get("size"),
+            duration_s=first.get("duration_s"),
+            server_python=first.get("server_python"),
+        )
     row["metrics"] = {name: spread([read(r) for r in measured]) for name, read in METRICS.items()}
     row["client_bound"] = sum(1 for r in measured if r.get("client_bound"))
     row["errors"] = dict(sum((Counter(r.get("errors") or {}) for r in measured), Counter()))

@@ -75,7 +75,7 @@ def layout(rows: list[dict]) -> tuple[list[float], list[str], list[str], list[st
         width = 0.8 / len(variants)
         positions = [groups.index(g) + (variants.index(v) - (len(variants) - 1) / 2) * width for g, _, v in parts]
         colours = [COLOURS[variants.index(v)] for _, _, v in parts]
-        return positions, colours, groups, [f"-{v}" for v in variants], list(COLOURS[:len(variants)])
+        return positions, colours, groups, [f"-{v}" for v in variants], list(COLOURS[: len(variants)])
     return list(range(len(rows))), [COLOURS[0]] * len(rows), [r["label"] for r in rows], [], []
 
 
@@ -92,8 +92,15 @@ def bars(axis, rows: list[dict], metric: str, digits: int = 0, label_values: boo
     figures = [_figure_of(r["metrics"].get(metric)) for r in rows]
     heights = [f[0] for f in figures]
     errors = [[f[1] for f in figures], [f[2] for f in figures]]
-    drawn = axis.bar(positions, heights, width * 0.95, color=colours, yerr=errors, capsize=3,
-                     error_kw={"elinewidth": 1, "ecolor": "#333333"})
+    drawn = axis.bar(
+        positions,
+        heights,
+        width * 0.95,
+        color=colours,
+        yerr=errors,
+        capsize=3,
+        error_kw={"elinewidth": 1, "ecolor": "#333333"},
+    )
     for bar, row in zip(drawn, rows):
         if row.get("client_bound"):
             bar.set_hatch("//")
@@ -104,8 +111,7 @@ def bars(axis, rows: list[dict], metric: str, digits: int = 0, label_values: boo
     if legend:
         from matplotlib.patches import Patch
 
-        axis.legend([Patch(color=c) for c in legend_colours], legend, fontsize=8, title="variant",
-                    title_fontsize=8)
+        axis.legend([Patch(color=c) for c in legend_colours], legend, fontsize=8, title="variant", title_fontsize=8)
 
 
 def summary(plt, rows: list[dict], meta: dict):
@@ -121,9 +127,11 @@ def summary(plt, rows: list[dict], meta: dict):
     width = max(5.5, 0.45 * len(rows) + 2.5) if grouped or len(rows) > 6 else 5.5
     figure, axes = plt.subplots(1, len(panels), figsize=(width * len(panels), 5.2), squeeze=False)
     figure.subplots_adjust(left=0.06, right=0.98, top=0.86, bottom=0.24, wspace=0.28)
-    figure.suptitle(f"echo-bench, scenario {scenario}: median of {meta['repeat']} interleaved repeats, "
-                    f"error bars min-max" + (", hatched: client-bound" if any(r.get("client_bound") for r in rows)
-                                             else ""), fontsize=11)
+    figure.suptitle(
+        f"echo-bench, scenario {scenario}: median of {meta['repeat']} interleaved repeats, "
+        f"error bars min-max" + (", hatched: client-bound" if any(r.get("client_bound") for r in rows) else ""),
+        fontsize=11,
+    )
     for axis, panel in zip(axes[0], panels):
         if panel == "throughput":
             bars(axis, rows, "msgs_per_s")
@@ -160,9 +168,16 @@ def latency_bars(axis, rows: list[dict], grouped: bool) -> None:
         width = 0.8 / len(PERCENTILES)
         for n, (metric, name) in enumerate(PERCENTILES):
             figures = [_figure_of(r["metrics"].get(metric)) for r in rows]
-            axis.bar([i + (n - 1) * width for i in range(len(rows))], [f[0] for f in figures], width * 0.95,
-                     yerr=[[f[1] for f in figures], [f[2] for f in figures]], capsize=2, label=name,
-                     color=COLOURS[n], error_kw={"elinewidth": 0.8})
+            axis.bar(
+                [i + (n - 1) * width for i in range(len(rows))],
+                [f[0] for f in figures],
+                width * 0.95,
+                yerr=[[f[1] for f in figures], [f[2] for f in figures]],
+                capsize=2,
+                label=name,
+                color=COLOURS[n],
+                error_kw={"elinewidth": 0.8},
+            )
         axis.set_xticks(range(len(rows)), [r["label"] for r in rows])
         axis.legend(fontsize=8)
         axis.set_title("latency percentiles")
@@ -183,8 +198,14 @@ def latency_cdf(plt, rows: list[dict], meta: dict):
         if not histogram.get_total_count():
             continue
         values = [histogram.get_value_at_percentile(p) / 1000 for p in CDF_POINTS]
-        axis.plot([p / 100 for p in CDF_POINTS], values, marker=".", label=row["label"],
-                  color=COLOURS[n % len(COLOURS)], linestyle="-" if n < len(COLOURS) else "--")
+        axis.plot(
+            [p / 100 for p in CDF_POINTS],
+            values,
+            marker=".",
+            label=row["label"],
+            color=COLOURS[n % len(COLOURS)],
+            linestyle="-" if n < len(COLOURS) else "--",
+        )
         drawn = True
     if not drawn:
         plt.close(figure)
@@ -210,8 +231,16 @@ def timeline(plt, rows: list[dict], meta: dict):
     for n, row in enumerate(rows):
         colour = COLOURS[n % len(COLOURS)]
         for k, series in enumerate(row.get("timelines", [])):
-            axis.plot(range(1, len(series) + 1), series, color=colour, alpha=0.8, linewidth=1.2, marker=".",
-                      linestyle="-" if n < len(COLOURS) else "--", label=row["label"] if k == 0 else None)
+            axis.plot(
+                range(1, len(series) + 1),
+                series,
+                color=colour,
+                alpha=0.8,
+                linewidth=1.2,
+                marker=".",
+                linestyle="-" if n < len(COLOURS) else "--",
+                label=row["label"] if k == 0 else None,
+            )
     windows = [w for r in rows for w in r.get("window_offsets", []) if w]
     if windows:  # the latest opening and earliest closing: the part every repeat measured
         start, end = max(w[0] for w in windows), min(w[1] for w in windows)

@@ -31,16 +31,15 @@ from pathlib import Path
 
 import click
 
-from echoserver.backends import REGISTRY
-from echoserver.cli.sizes import Size
-from echoserver.cli.usage import run_click
-
 from echoclients.bench.mixed import with_heavy_clients
 from echoclients.bench.output import write_outputs
 from echoclients.bench.pythons import Python, PythonError, current, probe
-from echoclients.load.runner import raise_fd_limit
 from echoclients.bench.scenarios import SCENARIOS
+from echoclients.load.runner import raise_fd_limit
 from echoclients.load.spec import LoadSpec, SpecError
+from echoserver.backends import REGISTRY
+from echoserver.cli.sizes import Size
+from echoserver.cli.usage import run_click
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "show_default": True, "max_content_width": 100}
 
@@ -74,8 +73,14 @@ def parse_target(text: str) -> Run:
     return Run(label, label, target=(host.strip("[]"), int(port)))
 
 
-def measure(run: Run, spec: LoadSpec, scenario_args: tuple[str, ...], on_line=print, heavy: dict | None = None,
-            sessions: int = 1) -> list[dict]:
+def measure(
+    run: Run,
+    spec: LoadSpec,
+    scenario_args: tuple[str, ...],
+    on_line=print,
+    heavy: dict | None = None,
+    sessions: int = 1,
+) -> list[dict]:
     """One run: start its server if needed, load it ``sessions`` times, stop it; a result per session.
 
     The first session meets a fresh server (a cost that lasts only until the first client
@@ -98,8 +103,11 @@ def measure(run: Run, spec: LoadSpec, scenario_args: tuple[str, ...], on_line=pr
         idle = idle_pss_mb(server.pid)
         for session in range(1, sessions + 1):
             labelled = run if session == 1 else Run(f"{run.label} (session {session})", run.backend)
-            results.append(_load_beside(heavy, labelled, spec.replace(host=server.host, port=server.port,
-                                                                      server_pid=server.pid), on_line))
+            results.append(
+                _load_beside(
+                    heavy, labelled, spec.replace(host=server.host, port=server.port, server_pid=server.pid), on_line
+                )
+            )
     finally:
         code = server.stop()
     for result in results:
@@ -116,8 +124,15 @@ def measure(run: Run, spec: LoadSpec, scenario_args: tuple[str, ...], on_line=pr
 def _load_beside(heavy: dict | None, run: Run, spec: LoadSpec, on_line) -> dict:
     if not heavy:
         return _load(run, spec, on_line)
-    busy = LoadSpec(**{**heavy, "host": spec.host, "port": spec.port, "warmup": 0.0,
-                       "duration": spec.warmup_seconds + spec.run_seconds + 1.0})
+    busy = LoadSpec(
+        **{
+            **heavy,
+            "host": spec.host,
+            "port": spec.port,
+            "warmup": 0.0,
+            "duration": spec.warmup_seconds + spec.run_seconds + 1.0,
+        }
+    )
     return with_heavy_clients(lambda: _load(run, spec, on_line), _load_args(busy), on_line)
 
 
@@ -135,8 +150,12 @@ def idle_pss_mb(pid: int) -> float | None:
 
 def _load(run: Run, spec: LoadSpec, on_line) -> dict:
     args = _load_args(spec.replace(backend=run.backend))
-    proc = subprocess.run([sys.executable, "-m", "echoclients.load.cli", *args, "--json", "--quiet"],
-                          capture_output=True, text=True, timeout=_time_limit(spec))
+    proc = subprocess.run(
+        [sys.executable, "-m", "echoclients.load.cli", *args, "--json", "--quiet"],
+        capture_output=True,
+        text=True,
+        timeout=_time_limit(spec),
+    )
     try:
         result = json.loads(proc.stdout)
     except ValueError:
@@ -164,41 +183,95 @@ def _time_limit(spec: LoadSpec) -> float:
 
 
 @click.command(context_settings=CONTEXT, help=__doc__)
-@click.option("--scenario", type=click.Choice(list(SCENARIOS)), default="echo",
-              help="What load, and which server flags: " + "; ".join(f"{s.name}: {s.teaches}"
-                                                                   for s in SCENARIOS.values()))
-@click.option("-b", "--backend", "backends", multiple=True, metavar="NAME",
-              help="Start and measure this backend (repeatable)  [default: every installed one]")
-@click.option("--run", "runs", multiple=True, metavar="'LABEL=BACKEND [FLAGS]'",
-              help="A run with its own server flags, e.g. 'uvloop-2=uvloop --workers 2' (repeatable).")
-@click.option("--target", "targets", multiple=True, metavar="NAME=HOST:PORT",
-              help="Measure a server that is already running instead of starting one (repeatable).")
+@click.option(
+    "--scenario",
+    type=click.Choice(list(SCENARIOS)),
+    default="echo",
+    help="What load, and which server flags: " + "; ".join(f"{s.name}: {s.teaches}" for s in SCENARIOS.values()),
+)
+@click.option(
+    "-b",
+    "--backend",
+    "backends",
+    multiple=True,
+    metavar="NAME",
+    help="Start and measure this backend (repeatable)  [default: every installed one]",
+)
+@click.option(
+    "--run",
+    "runs",
+    multiple=True,
+    metavar="'LABEL=BACKEND [FLAGS]'",
+    help="A run with its own server flags, e.g. 'uvloop-2=uvloop --workers 2' (repeatable).",
+)
+@click.option(
+    "--target",
+    "targets",
+    multiple=True,
+    metavar="NAME=HOST:PORT",
+    help="Measure a server that is already running instead of starting one (repeatable).",
+)
 @click.option("--server-args", default="", help="Extra flags for every server echo-bench starts.")
-@click.option("--python", "pythons", multiple=True, metavar="'PATH [OPTIONS]'",
-              help="Run every server under this interpreter (repeatable; each run is made once per interpreter, "
-                   "labelled e.g. thread@3.13t, thread@3.13t+gil for '--python \"python3.13t -X gil=1\"'). "
-                   "echoserver must be installed there.")
+@click.option(
+    "--python",
+    "pythons",
+    multiple=True,
+    metavar="'PATH [OPTIONS]'",
+    help="Run every server under this interpreter (repeatable; each run is made once per interpreter, "
+    "labelled e.g. thread@3.13t, thread@3.13t+gil for '--python \"python3.13t -X gil=1\"'). "
+    "echoserver must be installed there.",
+)
 @click.option("-c", "--clients", type=int, default=None, help="[default: the scenario's]")
 @click.option("-d", "--duration", type=float, default=5.0, help="Seconds measured per run.")
 @click.option("--warmup", type=float, default=1.0)
-@click.option("-s", "--size", type=Size(), default=None,
-              help="Bytes per message, e.g. 64, 1k, 64KiB  [default: the scenario's]")
+@click.option(
+    "-s", "--size", type=Size(), default=None, help="Bytes per message, e.g. 64, 1k, 64KiB  [default: the scenario's]"
+)
 @click.option("-t", "--threads", type=int, default=0, help="echo-load worker threads (0: one per CPU).")
 @click.option("--processes", type=int, default=None, help="echo-load processes  [default: the scenario's, else 1]")
 @click.option("--pipeline", type=int, default=1)
 @click.option("--rate", type=float, default=None, help="Open loop, msg/s  [default: the scenario's, else closed]")
-@click.option("--tls", is_flag=True,
-              help="echo-load speaks TLS without verifying (--tls-insecure); give the servers "
-                   "--server-args '--tls-cert FILE --tls-key FILE'.")
-@click.option("-r", "--repeat", type=click.IntRange(1, 100), default=3,
-              help="Measure every run this many times, interleaved; report the median and min-max.")
-@click.option("-o", "--out", type=click.Path(file_okay=False, path_type=Path), default=Path("results"),
-              help="Folder for report.html, results.md, .csv, .json and the charts.")
+@click.option(
+    "--tls",
+    is_flag=True,
+    help="echo-load speaks TLS without verifying (--tls-insecure); give the servers "
+    "--server-args '--tls-cert FILE --tls-key FILE'.",
+)
+@click.option(
+    "-r",
+    "--repeat",
+    type=click.IntRange(1, 100),
+    default=3,
+    help="Measure every run this many times, interleaved; report the median and min-max.",
+)
+@click.option(
+    "-o",
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("results"),
+    help="Folder for report.html, results.md, .csv, .json and the charts.",
+)
 @click.option("--no-chart", is_flag=True, help="Skip the charts.")
-@click.option("--sessions", type=click.IntRange(1, 10), default=1,
-              help="Client sessions per server: the first meets a fresh server, later ones a warmed one.")
-def command(scenario: str, backends: tuple, runs: tuple, targets: tuple, server_args: str, out: Path,
-            no_chart: bool, tls: bool, pythons: tuple, repeat: int, sessions: int, **load: object) -> int:
+@click.option(
+    "--sessions",
+    type=click.IntRange(1, 10),
+    default=1,
+    help="Client sessions per server: the first meets a fresh server, later ones a warmed one.",
+)
+def command(
+    scenario: str,
+    backends: tuple,
+    runs: tuple,
+    targets: tuple,
+    server_args: str,
+    out: Path,
+    no_chart: bool,
+    tls: bool,
+    pythons: tuple,
+    repeat: int,
+    sessions: int,
+    **load: object,
+) -> int:
     chosen = SCENARIOS[scenario]
     try:
         interpreters = [probe(text) for text in pythons]
@@ -214,20 +287,32 @@ def command(scenario: str, backends: tuple, runs: tuple, targets: tuple, server_
         raise click.UsageError(str(exc)) from None
     raise_fd_limit(spec.clients * 2 + 256)  # the servers inherit it
     schedule = [(n, run) for n in range(1, repeat + 1) for run in plan]  # interleaved: A B C, A B C
-    click.echo(f"echo-bench: scenario {scenario} ({chosen.teaches}); {len(plan)} runs x {repeat} repeats "
-               f"= {len(schedule)}, about {_eta(len(schedule), sessions * (spec.run_seconds + spec.warmup_seconds) + 2)}",
-               err=True)
+    click.echo(
+        f"echo-bench: scenario {scenario} ({chosen.teaches}); {len(plan)} runs x {repeat} repeats "
+        f"= {len(schedule)}, about {_eta(len(schedule), sessions * (spec.run_seconds + spec.warmup_seconds) + 2)}",
+        err=True,
+    )
     results, started = [], time.monotonic()
     for i, (n, run) in enumerate(schedule):
-        click.echo(f"echo-bench: run {i + 1}/{len(schedule)}: {run.label} (repeat {n}/{repeat})"
-                   + (f", {_eta(len(schedule) - i, (time.monotonic() - started) / i)} left" if i else ""), err=True)
-        for result in measure(run, spec, chosen.server_args, on_line=lambda line: click.echo(line, err=True),
-                              heavy=chosen.heavy, sessions=sessions):
+        click.echo(
+            f"echo-bench: run {i + 1}/{len(schedule)}: {run.label} (repeat {n}/{repeat})"
+            + (f", {_eta(len(schedule) - i, (time.monotonic() - started) / i)} left" if i else ""),
+            err=True,
+        )
+        for result in measure(
+            run,
+            spec,
+            chosen.server_args,
+            on_line=lambda line: click.echo(line, err=True),
+            heavy=chosen.heavy,
+            sessions=sessions,
+        ):
             result["repeat"] = n
             results.append(result)
             click.echo(_row_line(result), err=True)
-    table, written = write_outputs(results, out, scenario=chosen, spec=spec, command=_command_line(),
-                                   repeat=repeat, chart=not no_chart)
+    table, written = write_outputs(
+        results, out, scenario=chosen, spec=spec, command=_command_line(), repeat=repeat, chart=not no_chart
+    )
     click.echo(table)
     click.echo(f"echo-bench: wrote {', '.join(str(path) for path in written)}", err=True)
     click.echo(f"echo-bench: open {out / 'report.html'} in a browser for the tables and charts", err=True)
@@ -240,8 +325,10 @@ def _row_line(r: dict) -> str:
         return f"  {r['label']} #{r['repeat']}: {r['failed']}"
     latency = r.get("latency_us") or {}
     errors = ", ".join(f"{k} {v:,}" for k, v in sorted((r.get("errors") or {}).items())) or "no errors"
-    return (f"  {r['label']} #{r['repeat']}: {r.get('msgs_per_s', 0):,.0f} msg/s, p50 {_us(latency.get('p50'))}, "
-            f"p99 {_us(latency.get('p99'))}, {errors}" + (", CLIENT-BOUND" if r.get("client_bound") else ""))
+    return (
+        f"  {r['label']} #{r['repeat']}: {r.get('msgs_per_s', 0):,.0f} msg/s, p50 {_us(latency.get('p50'))}, "
+        f"p99 {_us(latency.get('p99'))}, {errors}" + (", CLIENT-BOUND" if r.get("client_bound") else "")
+    )
 
 
 def _us(value) -> str:
@@ -269,7 +356,10 @@ def _under(interpreters: list[Python], plan: list[Run]) -> list[Run]:
         return plan
     return [run for run in plan if run.target] + [
         Run(f"{run.label}@{python.label}", run.backend, run.server_args, python=python)
-        for run in plan if not run.target for python in interpreters]  # A/B pairs side by side in time
+        for run in plan
+        if not run.target
+        for python in interpreters
+    ]  # A/B pairs side by side in time
 
 
 def _command_line() -> str:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from typing import Callable
+from collections.abc import Callable
 
 
 def with_heavy_clients(load_tiny: Callable[[], dict], heavy_args: list[str], on_line) -> dict:
@@ -25,8 +25,12 @@ def with_heavy_clients(load_tiny: Callable[[], dict], heavy_args: list[str], on_
     unloaded = load_tiny()
     if unloaded.get("failed"):
         return unloaded
-    heavy = subprocess.Popen([sys.executable, "-m", "echoclients.load.cli", *heavy_args, "--json", "--quiet"],
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    heavy = subprocess.Popen(
+        [sys.executable, "-m", "echoclients.load.cli", *heavy_args, "--json", "--quiet"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         loaded = load_tiny()
     finally:

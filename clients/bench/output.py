@@ -80,32 +80,46 @@ def marks(row: dict) -> str:
 
 
 def machine() -> dict:
-    return {"machine": f"{platform.machine()}, {os.cpu_count()} CPUs", "system": platform.platform(terse=True),
-            "python": f"{platform.python_implementation()} {platform.python_version()}",
-            "executable": sys.executable,
-            # On a shared machine the neighbours move the figures; say how busy it was.
-            "load_average": [round(x, 1) for x in os.getloadavg()]}
+    return {
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
+        "system": platform.platform(terse=True),
+        "python": f"{platform.python_implementation()} {platform.python_version()}",
+        "executable": sys.executable,
+        # On a shared machine the neighbours move the figures; say how busy it was.
+        "load_average": [round(x, 1) for x in os.getloadavg()],
+    }
 
 
 def describe(scenario, spec, repeat: int) -> str:
     """The run's parameters in one sentence (the Markdown, the chart and the report all show it)."""
     mode = f"open loop at {spec.rate:,.0f} msg/s" if spec.rate else f"closed loop, {spec.pipeline} in flight"
-    return (f"scenario {scenario.name}: {spec.clients:,} clients x {spec.size:,} B, {mode}, "
-            f"{spec.run_seconds:g} s after {spec.warmup_seconds:g} s warmup, "
-            f"{repeat} repeat{'s' if repeat != 1 else ''} (interleaved)")
+    return (
+        f"scenario {scenario.name}: {spec.clients:,} clients x {spec.size:,} B, {mode}, "
+        f"{spec.run_seconds:g} s after {spec.warmup_seconds:g} s warmup, "
+        f"{repeat} repeat{'s' if repeat != 1 else ''} (interleaved)"
+    )
 
 
-def write_outputs(results: list[dict], out: Path, *, scenario, spec, command: str, repeat: int = 1,
-                  chart: bool = True) -> tuple[str, list[Path]]:
+def write_outputs(
+    results: list[dict], out: Path, *, scenario, spec, command: str, repeat: int = 1, chart: bool = True
+) -> tuple[str, list[Path]]:
     """Write every file; return the Markdown table (what the terminal shows too) and the paths written."""
     out.mkdir(parents=True, exist_ok=True)
     rows = summarize_all(results)
     table = markdown_table(rows)
     host = machine()
-    meta = {"command": command, "scenario": scenario.name, "teaches": scenario.teaches,
-            "server_args": list(scenario.server_args), "date": time.strftime("%Y-%m-%d %H:%M:%S %z"),
-            "repeat": repeat, "warmup_s": spec.warmup_seconds, "parameters": describe(scenario, spec, repeat), **host,
-            "load": {k: v for k, v in vars(spec).items() if v not in (None, "")}}
+    meta = {
+        "command": command,
+        "scenario": scenario.name,
+        "teaches": scenario.teaches,
+        "server_args": list(scenario.server_args),
+        "date": time.strftime("%Y-%m-%d %H:%M:%S %z"),
+        "repeat": repeat,
+        "warmup_s": spec.warmup_seconds,
+        "parameters": describe(scenario, spec, repeat),
+        **host,
+        "load": {k: v for k, v in vars(spec).items() if v not in (None, "")},
+    }
     written = [out / "results.md", out / "results.csv", out / "runs.csv", out / "results.json"]
     charts = {}
     chart_note = ""
@@ -117,10 +131,20 @@ def write_outputs(results: list[dict], out: Path, *, scenario, spec, command: st
     (out / "results.json").write_text(json.dumps({**meta, "summary": rows, "runs": results}, indent=2) + "\n")
     write_summary_csv(rows, out / "results.csv")
     write_runs_csv(results, out / "runs.csv")
-    lines = [f"# echo-bench: scenario `{scenario.name}`", "", f"`{command}`", "",
-             f"{scenario.teaches}. Server flags: `{' '.join(scenario.server_args) or '(none)'}`; "
-             f"{meta['parameters']}. {host['machine']}, {host['python']}, {meta['date']}, "
-             f"load average {host['load_average'][0]} at the end.", "", table, "", *footnotes(rows), ""]
+    lines = [
+        f"# echo-bench: scenario `{scenario.name}`",
+        "",
+        f"`{command}`",
+        "",
+        f"{scenario.teaches}. Server flags: `{' '.join(scenario.server_args) or '(none)'}`; "
+        f"{meta['parameters']}. {host['machine']}, {host['python']}, {meta['date']}, "
+        f"load average {host['load_average'][0]} at the end.",
+        "",
+        table,
+        "",
+        *footnotes(rows),
+        "",
+    ]
     if chart_note:
         lines += [chart_note, ""]
     (out / "results.md").write_text("\n".join(lines))
@@ -132,12 +156,17 @@ def write_outputs(results: list[dict], out: Path, *, scenario, spec, command: st
 
 def table_rows(rows: list[dict]) -> tuple[list[str], list[list[str]]]:
     """Header and cells; KiB/conn only where connections outweigh the server's own noise (100 or more)."""
-    columns = [c for c in COLUMNS if c[0] != "KiB/conn" or max((r.get("clients") or 0 for r in rows), default=0)
-               >= PER_CONNECTION_FROM]
+    columns = [
+        c
+        for c in COLUMNS
+        if c[0] != "KiB/conn" or max((r.get("clients") or 0 for r in rows), default=0) >= PER_CONNECTION_FROM
+    ]
     if any(r["metrics"].get("alone_p99_us") for r in rows):
         columns = columns[:1] + MIXED_COLUMNS + columns[1:]
-    return [name for name, _ in columns], [[read(r) if i == 0 or r["measured"] else _failed_cell(r, i, columns)
-                                            for i, (_, read) in enumerate(columns)] for r in rows]
+    return [name for name, _ in columns], [
+        [read(r) if i == 0 or r["measured"] else _failed_cell(r, i, columns) for i, (_, read) in enumerate(columns)]
+        for r in rows
+    ]
 
 
 def _failed_cell(row: dict, column: int, columns: list) -> str:
@@ -146,8 +175,10 @@ def _failed_cell(row: dict, column: int, columns: list) -> str:
 
 def markdown_table(rows: list[dict]) -> str:
     header, body = table_rows(rows)
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" if i == 0 else "---:" for i in range(len(header)))
-             + "|"]
+    lines = [
+        "| " + " | ".join(header) + " |",
+        "|" + "|".join("---" if i == 0 else "---:" for i in range(len(header))) + "|",
+    ]
     return "\n".join(lines + ["| " + " | ".join(cells) + " |" for cells in body])
 
 
@@ -156,13 +187,17 @@ def footnotes(rows: list[dict]) -> list[str]:
     notes = ["Each figure: median of the repeats, (min–max) beside it."]
     bound = [r for r in rows if r.get("client_bound")]
     if bound:
-        notes.append("client-bound: echo-load's process was saturated while the server was not, in "
-                     + ", ".join(f"{r['label']} ({r['client_bound']} of {r['measured']} runs)" for r in bound)
-                     + ": those figures measure the client; add echo-load --processes or run it elsewhere.")
+        notes.append(
+            "client-bound: echo-load's process was saturated while the server was not, in "
+            + ", ".join(f"{r['label']} ({r['client_bound']} of {r['measured']} runs)" for r in bound)
+            + ": those figures measure the client; add echo-load --processes or run it elsewhere."
+        )
     noisy = [r for r in rows if (relative_spread(r) or 0) > NOISY]
     if noisy:
-        notes.append(f"noisy: the repeats' msg/s differ by more than {NOISY:.0%} of the median "
-                     f"({', '.join(r['label'] for r in noisy)}); compare medians with care or add --repeat.")
+        notes.append(
+            f"noisy: the repeats' msg/s differ by more than {NOISY:.0%} of the median "
+            f"({', '.join(r['label'] for r in noisy)}); compare medians with care or add --repeat."
+        )
     return [note + "  " for note in notes]
 
 
@@ -181,8 +216,14 @@ def write_summary_csv(rows: list[dict], path: Path) -> None:
             for name in METRICS:
                 figure = r["metrics"].get(name) or {}
                 line.update({f"{name}_{stat}": figure.get(stat) for stat in ("median", "min", "max")})
-            line.update(served=r["served"], connections=r["connections"], client_bound_runs=r["client_bound"],
-                        errors=errors_text(r), mismatches=r["mismatches"], failed="; ".join(r["failed"]))
+            line.update(
+                served=r["served"],
+                connections=r["connections"],
+                client_bound_runs=r["client_bound"],
+                errors=errors_text(r),
+                mismatches=r["mismatches"],
+                failed="; ".join(r["failed"]),
+            )
             writer.writerow(line)
 
 
@@ -194,9 +235,14 @@ def write_runs_csv(results: list[dict], path: Path) -> None:
         writer.writeheader()
         for r in results:
             line = {name: (None if r.get("failed") else read(r)) for name, read in METRICS.items()}
-            line.update(label=r["label"], repeat=r.get("repeat"), backend=r.get("backend"),
-                        client_bound=r.get("client_bound"), failed=r.get("failed", ""),
-                        errors=", ".join(f"{k} {v}" for k, v in sorted((r.get("errors") or {}).items())))
+            line.update(
+                label=r["label"],
+                repeat=r.get("repeat"),
+                backend=r.get("backend"),
+                client_bound=r.get("client_bound"),
+                failed=r.get("failed", ""),
+                errors=", ".join(f"{k} {v}" for k, v in sorted((r.get("errors") or {}).items())),
+            )
             writer.writerow(line)
 
 

@@ -17,10 +17,12 @@ import shlex
 import subprocess
 from dataclasses import dataclass
 
-_PROBE = ("import json, platform, sys, sysconfig; "
-          "print(json.dumps({'version': platform.python_version(), "
-          "'free_threaded': bool(sysconfig.get_config_var('Py_GIL_DISABLED')), "
-          "'gil': getattr(sys, '_is_gil_enabled', lambda: True)()}))")
+_PROBE = (
+    "import json, platform, sys, sysconfig; "
+    "print(json.dumps({'version': platform.python_version(), "
+    "'free_threaded': bool(sysconfig.get_config_var('Py_GIL_DISABLED')), "
+    "'gil': getattr(sys, '_is_gil_enabled', lambda: True)()}))"
+)
 
 
 class PythonError(ValueError):
@@ -50,8 +52,13 @@ class Python:
     def describe(self, server_gil: str | None) -> dict:
         """What the result records: the interpreter, and the GIL state the server itself reported."""
         gil = self.gil if server_gil is None else server_gil == "on"
-        return {"command": list(self.command), "version": self.version, "free_threaded": self.free_threaded,
-                "gil": gil, "label": self.label}
+        return {
+            "command": list(self.command),
+            "version": self.version,
+            "free_threaded": self.free_threaded,
+            "gil": gil,
+            "label": self.label,
+        }
 
     def gil_flag(self, server_gil: str | None) -> str:
         """Why the run must not count, or "" when the server ran as meant."""
@@ -72,8 +79,9 @@ def probe(text: str) -> Python:
         raise PythonError(f"--python {text!r}: cannot run it ({exc})") from None
     check = subprocess.run([*command, "-c", "import echoserver, echoclients"], capture_output=True, timeout=60)
     if check.returncode:
-        raise PythonError(f"--python {text!r}: echoserver is not installed there "
-                          "(make a venv of it and pip install -e . into it)")
+        raise PythonError(
+            f"--python {text!r}: echoserver is not installed there (make a venv of it and pip install -e . into it)"
+        )
     return Python(command, facts["version"], facts["free_threaded"], facts["gil"])
 
 

@@ -21,9 +21,8 @@ import sys
 
 import click
 
-from echoserver.cli.usage import run_click
-
 from echoclients.interactive.dial import TLS_HINT, connect, describe, looks_like_tls, tls_context
+from echoserver.cli.usage import run_click
 
 
 def round_trip(sock: socket.socket, line: bytes) -> bytes:
@@ -43,7 +42,9 @@ def round_trip(sock: socket.socket, line: bytes) -> bytes:
 @click.argument("port", type=click.IntRange(1, 65535), required=False)
 @click.option("--timeout", type=float, default=5.0, show_default=True, help="Seconds to wait for a reply.")
 @click.option("--tls", is_flag=True, help="Speak TLS (echoserver --tls-cert).")
-@click.option("--tls-ca", default="", metavar="FILE", help="Verify the server against this CA (default: the system store).")
+@click.option(
+    "--tls-ca", default="", metavar="FILE", help="Verify the server against this CA (default: the system store)."
+)
 @click.option("--tls-insecure", is_flag=True, help="Do not verify the server's certificate (self-signed servers).")
 def command(host: str, port: int | None, timeout: float, tls: bool, tls_ca: str, tls_insecure: bool) -> int:
     if port is None and not host.startswith("unix:"):
@@ -79,8 +80,11 @@ def command(host: str, port: int | None, timeout: float, tls: bool, tls_ca: str,
             try:
                 reply = round_trip(sock, line)
             except TimeoutError:
-                hint = " (a TLS listener waits for a whole TLS record: if it speaks TLS, add --tls)" \
-                    if first and not tls else ""
+                hint = (
+                    " (a TLS listener waits for a whole TLS record: if it speaks TLS, add --tls)"
+                    if first and not tls
+                    else ""
+                )
                 click.echo(f"echo-client: no reply within {timeout:g} s{hint}", err=True)
                 return 1
             except OSError as exc:

@@ -12,8 +12,10 @@ from __future__ import annotations
 import socket
 import ssl
 
-TLS_HINT = ("that is how a TLS listener answers plain text: if it speaks TLS, add --tls "
-            "(--tls-insecure for a self-signed certificate)")
+TLS_HINT = (
+    "that is how a TLS listener answers plain text: if it speaks TLS, add --tls "
+    "(--tls-insecure for a self-signed certificate)"
+)
 _TLS_ALERT = b"\x15\x03"  # a TLS alert record: content type 21, protocol version 3.x
 
 
@@ -38,7 +40,7 @@ def connect(host: str, port: int, timeout: float, context: ssl.SSLContext | None
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         sock.settimeout(timeout)
         try:
-            sock.connect(host[len("unix:"):])
+            sock.connect(host[len("unix:") :])
         except OSError:
             sock.close()
             raise

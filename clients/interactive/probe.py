@@ -48,8 +48,15 @@ class ProbeFailed(Exception):
     """The round trip did not complete; the message says which step failed."""
 
 
-def probe(host: str, port: int, timeout: float, nonce: bytes,
-          header: bytes = b"", banner_lines: int = 0, context: ssl.SSLContext | None = None) -> tuple[float, bytes]:
+def probe(
+    host: str,
+    port: int,
+    timeout: float,
+    nonce: bytes,
+    header: bytes = b"",
+    banner_lines: int = 0,
+    context: ssl.SSLContext | None = None,
+) -> tuple[float, bytes]:
     """Send ``header`` then ``nonce`` and read the nonce back.
 
     First skips ``banner_lines`` lines the server sends on connect. Returns the
@@ -73,7 +80,7 @@ def probe(host: str, port: int, timeout: float, nonce: bytes,
             banner, echoed = _recv_lines(sock, banner_lines, deadline)
             if len(echoed) < len(nonce):
                 echoed += _recv_exactly(sock, len(nonce) - len(echoed), deadline)
-        except socket.timeout as exc:
+        except TimeoutError as exc:
             if banner.count(b"\n") < banner_lines:
                 raise ProbeFailed(f"no banner from {where} within {timeout:g}s") from exc
             raise ProbeFailed(f"no echo from {where} within {timeout:g}s") from exc
@@ -83,10 +90,7 @@ def probe(host: str, port: int, timeout: float, nonce: bytes,
     if context is None and looks_like_tls(banner + echoed):
         raise ProbeFailed(f"{where} closed the connection without a reply; {TLS_HINT}")
     if echoed != nonce:
-        raise ProbeFailed(
-            f"echo from {where} differs: sent {len(nonce)} bytes, "
-            f"got {len(echoed)} ({echoed[:32]!r})"
-        )
+        raise ProbeFailed(f"echo from {where} differs: sent {len(nonce)} bytes, got {len(echoed)} ({echoed[:32]!r})")
     return time.monotonic() - started, banner
 
 
@@ -135,7 +139,7 @@ def _recv_exactly(sock: socket.socket, size: int, deadline: float) -> bytes:
 def _set_remaining(sock: socket.socket, deadline: float) -> None:
     remaining = deadline - time.monotonic()
     if remaining <= 0:
-        raise socket.timeout("deadline passed")
+        raise TimeoutError("deadline passed")
     sock.settimeout(remaining)
 
 
@@ -213,11 +217,15 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--host", default=DEFAULT_HOST, help="name, address or unix:/PATH (default: %(default)s)")
     parser.add_argument(
-        "--port", type=_port, default=None,
+        "--port",
+        type=_port,
+        default=None,
         help=f"default: $ECHOSERVER_PORT, else $PORT, else {DEFAULT_PORT}",
     )
     parser.add_argument(
-        "--timeout", type=_positive, default=DEFAULT_TIMEOUT,
+        "--timeout",
+        type=_positive,
+        default=DEFAULT_TIMEOUT,
         help="seconds for the whole round trip (default: %(default)s)",
     )
     parser.add_argument("--size", type=_nonce_size, default=32, help="nonce bytes (default: %(default)s)")
@@ -225,12 +233,17 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--tls-ca", default="", metavar="FILE", help="verify the server against this CA")
     parser.add_argument("--tls-insecure", action="store_true", help="do not verify the server's certificate")
     parser.add_argument(
-        "--send-proxy", choices=sorted(PROXY_HEADERS), default=None,
+        "--send-proxy",
+        choices=sorted(PROXY_HEADERS),
+        default=None,
         help="send a PROXY protocol LOCAL header first (default: v2 if "
-             "$ECHOSERVER_PROXY_PROTOCOL is required, else none)",
+        "$ECHOSERVER_PROXY_PROTOCOL is required, else none)",
     )
     parser.add_argument(
-        "--banner-lines", type=_banner_lines, default=None, metavar="N",
+        "--banner-lines",
+        type=_banner_lines,
+        default=None,
+        metavar="N",
         help="skip N lines the server sends on connect (default: 1 if $ECHOSERVER_BANNER is set, else 0)",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="print the round-trip time")
@@ -242,8 +255,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         port = args.port if args.port is not None else _port_from_env()
     except (ValueError, argparse.ArgumentTypeError):
-        print(f"echo-probe: error: ECHOSERVER_PORT or PORT is not a port number (1-65535): "
-              f"{os.environ.get('ECHOSERVER_PORT') or os.environ.get('PORT')!r}", file=sys.stderr)
+        print(
+            f"echo-probe: error: ECHOSERVER_PORT or PORT is not a port number (1-65535): "
+            f"{os.environ.get('ECHOSERVER_PORT') or os.environ.get('PORT')!r}",
+            file=sys.stderr,
+        )
         return 2
     if (args.tls_ca or args.tls_insecure) and not args.tls:
         print("echo-probe: error: --tls-ca and --tls-insecure only mean something with --tls", file=sys.stderr)
@@ -257,8 +273,15 @@ def main(argv: list[str] | None = None) -> int:
     banner_lines = args.banner_lines if args.banner_lines is not None else _banner_lines_from_env()
     nonce = make_nonce(args.size)
     try:
-        elapsed, banner = probe(args.host, port, args.timeout, nonce,
-                                header=PROXY_HEADERS[send_proxy], banner_lines=banner_lines, context=context)
+        elapsed, banner = probe(
+            args.host,
+            port,
+            args.timeout,
+            nonce,
+            header=PROXY_HEADERS[send_proxy],
+            banner_lines=banner_lines,
+            context=context,
+        )
     except ProbeFailed as exc:
         print(f"echo-probe: {exc}", file=sys.stderr)
         return 1

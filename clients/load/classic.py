@@ -21,10 +21,21 @@ from echoclients.load.results import LatencyRecorder
 class BlockingWorker:
     """One connection, one thread: ``sendall``, then ``recv`` until the echo is whole."""
 
-    def __init__(self, spec, streams: list[tuple[int, Stream]], address: tuple, schedule,
-                 progress=None, slot: int = 0, requests: int = 0, rate: float = 0.0, probe=None,
-                 opening=None, sources: list[str] | None = None) -> None:
-        (self.index, stream), = streams
+    def __init__(
+        self,
+        spec,
+        streams: list[tuple[int, Stream]],
+        address: tuple,
+        schedule,
+        progress=None,
+        slot: int = 0,
+        requests: int = 0,
+        rate: float = 0.0,
+        probe=None,
+        opening=None,
+        sources: list[str] | None = None,
+    ) -> None:
+        ((self.index, stream),) = streams
         self.source = (sources[self.index % len(sources)], 0) if sources else None
         self.opening = opening  # an Opening (TLS, PROXY header, banner), or None
         self.sock: socket.socket | None = None
@@ -62,8 +73,9 @@ class BlockingWorker:
     def connect(self) -> socket.socket | None:
         started = clock()
         try:
-            self.sock = socket.create_connection(self.sockaddr[:2], timeout=self.spec.connect_timeout,
-                                                 source_address=self.source)
+            self.sock = socket.create_connection(
+                self.sockaddr[:2], timeout=self.spec.connect_timeout, source_address=self.source
+            )
             self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             if self.opening is None:
                 self.connect_latency.record(clock() - started)
@@ -95,7 +107,7 @@ class BlockingWorker:
                 stop_after = self.open_window(now)
             start = self.low + offset
             sent_at = clock()
-            sock.sendall(self.sent[start:start + size])
+            sock.sendall(self.sent[start : start + size])
             reply = self.read(sock, size)
             now = clock()
             if len(reply) < size:

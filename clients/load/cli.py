@@ -21,14 +21,13 @@ import sys
 
 import click
 
+from echoclients.load import results
+from echoclients.load.progress import ProgressLine
+from echoclients.load.report import format_summary
+from echoclients.load.spec import LoadSpec, SpecError
 from echoserver.cli.options import config_options, config_values
 from echoserver.cli.sizes import Size
 from echoserver.cli.usage import run_click
-
-from echoclients.load import results
-from echoclients.load.spec import LoadSpec, SpecError
-from echoclients.load.progress import ProgressLine
-from echoclients.load.report import format_summary
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "show_default": True, "max_content_width": 100}
 
@@ -76,13 +75,22 @@ def merge_command(files: tuple[str, ...], as_json: bool) -> int:
             raise click.UsageError(f"{name}: not an echo-load --json result (no histogram)")
     result = results.merge(parts)
     if result.get("overlap") is not None and result["overlap"] < 0.9:
-        shared = "did not overlap at all" if result["overlap"] <= 0 else \
-            f"shared only {result['overlap']:.0%} of the shortest one"
-        click.echo(f"echo-load merge: warning: the runs' measured windows {shared}; the summed rate is not "
-                   "a rate anyone saw at once (start the runs together, e.g. with the same --warmup)", err=True)
+        shared = (
+            "did not overlap at all"
+            if result["overlap"] <= 0
+            else f"shared only {result['overlap']:.0%} of the shortest one"
+        )
+        click.echo(
+            f"echo-load merge: warning: the runs' measured windows {shared}; the summed rate is not "
+            "a rate anyone saw at once (start the runs together, e.g. with the same --warmup)",
+            err=True,
+        )
     elif len(parts) > 1 and result.get("overlap") is None:
-        click.echo("echo-load merge: warning: some results carry no window times (older echo-load); "
-                   "cannot check that the runs overlapped", err=True)
+        click.echo(
+            "echo-load merge: warning: some results carry no window times (older echo-load); "
+            "cannot check that the runs overlapped",
+            err=True,
+        )
     _emit(result, as_json)
     return 0 if result["ok"] else 1
 
@@ -92,24 +100,38 @@ def _emit(result: dict, as_json: bool) -> None:
         click.echo(json.dumps(result, indent=2))
     else:
         click.echo(format_summary(result))
-    if not result.get("tls") and not result.get("messages") and result.get("errors") \
-            and set(result["errors"]) <= {"reset", "closed_by_server", "short_read"}:
-        click.echo("echo-load: every connection was closed or reset before a reply: that is how a TLS "
-                   "listener answers plain text; if the server speaks TLS, add --tls (--tls-insecure for a "
-                   "self-signed certificate)", err=True)
+    if (
+        not result.get("tls")
+        and not result.get("messages")
+        and result.get("errors")
+        and set(result["errors"]) <= {"reset", "closed_by_server", "short_read"}
+    ):
+        click.echo(
+            "echo-load: every connection was closed or reset before a reply: that is how a TLS "
+            "listener answers plain text; if the server speaks TLS, add --tls (--tls-insecure for a "
+            "self-signed certificate)",
+            err=True,
+        )
     if result.get("client_bound"):
-        click.echo("echo-load: warning: client-bound: echo-load's process was saturated while the server "
-                   "was not; add --processes or threads on another core", err=True)
+        click.echo(
+            "echo-load: warning: client-bound: echo-load's process was saturated while the server "
+            "was not; add --processes or threads on another core",
+            err=True,
+        )
     elif result.get("client_bound") is None:
-        click.echo("echo-load: warning: echo-load's process was saturated (server CPU unknown: pass "
-                   "--server-pid); the figures may measure the client", err=True)
-
+        click.echo(
+            "echo-load: warning: echo-load's process was saturated (server CPU unknown: pass "
+            "--server-pid); the figures may measure the client",
+            err=True,
+        )
 
     if result.get("client_late"):
         late, latency = result["send_lateness_us"]["p99"], result["latency_us"]["p99"]
-        click.echo(f"echo-load: warning: client-late: messages left up to {late:,} us after their intended "
-                   f"time (p99), against a latency p99 of {latency:,} us; add --processes or threads",
-                   err=True)
+        click.echo(
+            f"echo-load: warning: client-late: messages left up to {late:,} us after their intended "
+            f"time (p99), against a latency p99 of {latency:,} us; add --processes or threads",
+            err=True,
+        )
 
 
 def main(argv: list[str] | None = None) -> None:

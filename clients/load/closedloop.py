@@ -67,7 +67,7 @@ class ClosedLoopWorker(EpollWorker):
                 sent_at.append(now)
                 spos = conn.spos
                 try:
-                    sent = conn.send(conn.out[spos:spos + size])
+                    sent = conn.send(conn.out[spos : spos + size])
                 except BlockingIOError:
                     sent = 0
                 except OSError as exc:

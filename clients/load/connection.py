@@ -19,9 +19,15 @@ from echoclients.load.payload import Stream
 IP_BIND_ADDRESS_NO_PORT = getattr(socket, "IP_BIND_ADDRESS_NO_PORT", 24)  # Linux 4.2+
 clock = time.monotonic_ns  # CLOCK_MONOTONIC: comparable across the worker processes
 
-_KINDS = {errno.ECONNREFUSED: "refused", errno.ECONNRESET: "reset", errno.EPIPE: "reset",
-          errno.ECONNABORTED: "reset", errno.ETIMEDOUT: "timeout", errno.EHOSTUNREACH: "unreachable",
-          errno.ENETUNREACH: "unreachable"}
+_KINDS = {
+    errno.ECONNREFUSED: "refused",
+    errno.ECONNRESET: "reset",
+    errno.EPIPE: "reset",
+    errno.ECONNABORTED: "reset",
+    errno.ETIMEDOUT: "timeout",
+    errno.EHOSTUNREACH: "unreachable",
+    errno.ENETUNREACH: "unreachable",
+}
 
 
 class ClosedByServer(ConnectionError):
@@ -45,9 +51,27 @@ def error_kind(exc_or_errno: OSError | int) -> str:
 class Connection:
     """One client connection's state: where it is in its stream, and what it is owed."""
 
-    __slots__ = ("index", "sock", "recv", "send", "expected", "out", "rpos", "spos", "low", "high",
-                 "partial", "owed", "sent_at", "messages", "corrupt", "connect_started", "writing", "period",
-                 "opening")
+    __slots__ = (
+        "index",
+        "sock",
+        "recv",
+        "send",
+        "expected",
+        "out",
+        "rpos",
+        "spos",
+        "low",
+        "high",
+        "partial",
+        "owed",
+        "sent_at",
+        "messages",
+        "corrupt",
+        "connect_started",
+        "writing",
+        "period",
+        "opening",
+    )
 
     def __init__(self, index: int, stream: Stream, out: memoryview | None = None) -> None:
         self.index = index
@@ -92,7 +116,7 @@ class Connection:
         pos, partial, rpos, bad = 0, self.partial, self.rpos, 0
         while pos < len(data):
             seg = min(size - partial, len(data) - pos)
-            if not self.expected.startswith(data[pos:pos + seg], rpos):
+            if not self.expected.startswith(data[pos : pos + seg], rpos):
                 self.corrupt = True
             pos, partial, rpos = pos + seg, partial + seg, rpos + seg
             rpos = rpos if rpos < self.high else rpos - self.period

@@ -33,16 +33,29 @@ class EpollWorker(Connecting):
     passed again before anyone hangs up.
     """
 
-    def __init__(self, spec, streams: list[tuple[int, Stream]], address: tuple, schedule,
-                 progress=None, slot: int = 0, requests: int = 0, rate: float = 0.0, probe=None,
-                 opening=None, sources: list[str] | None = None) -> None:
+    def __init__(
+        self,
+        spec,
+        streams: list[tuple[int, Stream]],
+        address: tuple,
+        schedule,
+        progress=None,
+        slot: int = 0,
+        requests: int = 0,
+        rate: float = 0.0,
+        probe=None,
+        opening=None,
+        sources: list[str] | None = None,
+    ) -> None:
         self.spec = spec
         self.opening = opening  # an Opening, or None: ready as soon as TCP is
         self.size = spec.size
         self.family, self.sockaddr = address
         views: dict[int, memoryview] = {}  # one per pool, not one per connection (184 bytes each)
-        self.conns = [Connection(index, stream, views.setdefault(id(stream.sent), memoryview(stream.sent)))
-                      for index, stream in streams]
+        self.conns = [
+            Connection(index, stream, views.setdefault(id(stream.sent), memoryview(stream.sent)))
+            for index, stream in streams
+        ]
         self.by_fd: dict[int, Connection] = {}
         self.epoll = select.epoll()
         self.schedule = schedule
@@ -154,7 +167,7 @@ class EpollWorker(Connecting):
         """Hand the kernel as much of what is owed as it takes; wait for EPOLLOUT for the rest."""
         spos = conn.spos
         try:
-            sent = conn.send(conn.out[spos:spos + min(conn.owed, conn.period)])
+            sent = conn.send(conn.out[spos : spos + min(conn.owed, conn.period)])
         except BlockingIOError:
             sent = 0
         except OSError as exc:

@@ -16,12 +16,11 @@ from __future__ import annotations
 
 import select
 import ssl
+from collections.abc import Generator
 from dataclasses import dataclass
-from typing import Generator
-
-from echoserver.sansio.proxy_protocol import encode_v1, encode_v2
 
 from echoclients.load.connection import ClosedByServer
+from echoserver.sansio.proxy_protocol import encode_v1, encode_v2
 
 CONNECTED = 0  # yielded once TCP (and TLS) are up: the connect latency ends here
 WAIT_IN, WAIT_OUT = select.EPOLLIN, select.EPOLLOUT
@@ -47,7 +46,7 @@ class Opening:
     banner_lines: int = 0
 
     @classmethod
-    def from_spec(cls, spec) -> "Opening | None":
+    def from_spec(cls, spec) -> Opening | None:
         """``None`` when a connection is ready as soon as TCP is: nothing to do, nothing to slow down."""
         if not (spec.tls or spec.send_proxy or spec.banner_lines):
             return None
@@ -67,12 +66,13 @@ class Opening:
             header = memoryview(_ENCODERS[self.proxy](local[:2], peer[:2]))
             while header:
                 try:
-                    header = header[sock.send(header):]
+                    header = header[sock.send(header) :]
                 except BlockingIOError:
                     yield WAIT_OUT
         if self.context is not None:
-            sock = holder.sock = self.context.wrap_socket(sock, server_hostname=self.server_name,
-                                                          do_handshake_on_connect=False)
+            sock = holder.sock = self.context.wrap_socket(
+                sock, server_hostname=self.server_name, do_handshake_on_connect=False
+            )
             while True:
                 try:
                     sock.do_handshake()

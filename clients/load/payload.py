@@ -77,5 +77,5 @@ def _ascii_lines(length: int, size: int, seed: int | None) -> bytes:
     alphabet = (string.ascii_letters + string.digits).encode()
     body = bytearray(rng.choices(alphabet, k=length))
     if size > 1:
-        body[size - 1::size] = b"\n" * len(range(size - 1, length, size))
+        body[size - 1 :: size] = b"\n" * len(range(size - 1, length, size))
     return bytes(body)

@@ -27,8 +27,7 @@ class ProgressLine:
         rate = (done - before) / (now - then) if now > then else 0.0
         self.last = (now, done)
         phase = "warmup " if now - self.started < self.spec.warmup_seconds else ""
-        self.draw(f"{phase}{now - self.started:6.1f} s  {done:>12,} msgs  {rate:>11,.0f} msg/s"
-                  f"  errors {sum(errors):,}")
+        self.draw(f"{phase}{now - self.started:6.1f} s  {done:>12,} msgs  {rate:>11,.0f} msg/s  errors {sum(errors):,}")
 
     def draw(self, line: str) -> None:
         """Rewrite the line in place, padding over whatever a longer previous line left."""

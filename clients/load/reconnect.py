@@ -40,7 +40,7 @@ def replace_lost(worker) -> None:
             if code:
                 raise OSError(code, os.strerror(code))
             conn.sock.settimeout(spec.connect_timeout)
-            for _ in (worker.opening.steps(conn) if worker.opening else ()):
+            for _ in worker.opening.steps(conn) if worker.opening else ():
                 pass  # a blocking socket: the steps never wait
             conn.sock.setblocking(False)
         except OSError as exc:

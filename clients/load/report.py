@@ -4,8 +4,11 @@ from __future__ import annotations
 
 
 def format_summary(result: dict) -> str:
-    mode = f"open loop at {result['rate']:,.0f} msg/s" if result.get("rate") else \
-        f"closed loop, {result.get('pipeline', 1)} in flight"
+    mode = (
+        f"open loop at {result['rate']:,.0f} msg/s"
+        if result.get("rate")
+        else f"closed loop, {result.get('pipeline', 1)} in flight"
+    )
     label = f" backend={result['backend']}" if result.get("backend") else ""
     label += " TLS" if result.get("tls") else ""
     label += f" PROXY {result['send_proxy']}" if result.get("send_proxy") else ""
@@ -33,8 +36,10 @@ def format_summary(result: dict) -> str:
 def _percentiles(summary: dict) -> str:
     if summary.get("p50") is None:
         return "none recorded"
-    return (f"p50 {summary['p50']:,} us  p90 {summary['p90']:,}  p99 {summary['p99']:,}  "
-            f"p99.9 {summary['p999']:,}  max {summary['max']:,} us")
+    return (
+        f"p50 {summary['p50']:,} us  p90 {summary['p90']:,}  p99 {summary['p99']:,}  "
+        f"p99.9 {summary['p999']:,}  max {summary['max']:,} us"
+    )
 
 
 def _num(value) -> str:

@@ -112,8 +112,11 @@ def finish(result: dict) -> dict:
         result["client_bytes_per_connection"] = round(sum(growth) / result["clients"])
     if "lateness_histogram" in result:  # an open loop: how late the client itself sent
         result["send_lateness_us"] = late = summarize_us(decode(result["lateness_histogram"]))
-        result["client_late"] = late["p99"] is not None and result["latency_us"]["p99"] is not None \
+        result["client_late"] = (
+            late["p99"] is not None
+            and result["latency_us"]["p99"] is not None
             and late["p99"] > CLIENT_LATE_SHARE * result["latency_us"]["p99"]
+        )
     result.setdefault("python", describe())  # the load generator's own interpreter and GIL state
     return result
 
@@ -156,8 +159,9 @@ def merge(results: list[dict]) -> dict:
     finish(merged)
     rate = sum(part["messages"] / part["duration_s"] for part in results if part["duration_s"] > 0)
     merged["msgs_per_s"] = round(rate, 1)
-    merged["mb_per_s"] = round(sum(part["bytes"] / part["duration_s"] for part in results
-                                   if part["duration_s"] > 0) / 1e6, 3)
+    merged["mb_per_s"] = round(
+        sum(part["bytes"] / part["duration_s"] for part in results if part["duration_s"] > 0) / 1e6, 3
+    )
     return merged
 
 
@@ -187,8 +191,7 @@ def _add_timelines(timelines: list) -> dict | None:
     if not series:
         return None
     length = max(len(s) for s in series)
-    return {"interval_s": 1.0,
-            "msgs_per_s": [round(sum(s[i] for s in series if i < len(s)), 1) for i in range(length)]}
+    return {"interval_s": 1.0, "msgs_per_s": [round(sum(s[i] for s in series if i < len(s)), 1) for i in range(length)]}
 
 
 def _add_histograms(encoded: Iterable[str | None]) -> str:
@@ -203,7 +206,8 @@ def _merge_cpu(parts: list[dict]) -> dict:
     """Per-process CPU figures stay per process: saturation is a per-process fact."""
     per_process = [p for part in parts for p in part.get("per_process_percent", [])]
     growth = [n for part in parts for n in part.get("per_process_rss_growth", [])]
-    return {"per_process_percent": per_process,
-            "client_percent": round(sum(per_process), 1),
-            "saturated": any(part.get("saturated") for part in parts)} | \
-        ({"per_process_rss_growth": growth} if growth else {})
+    return {
+        "per_process_percent": per_process,
+        "client_percent": round(sum(per_process), 1),
+        "saturated": any(part.get("saturated") for part in parts),
+    } | ({"per_process_rss_growth": growth} if growth else {})

@@ -15,7 +15,7 @@ import multiprocessing
 import resource
 import threading
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from echoclients.load.classic import BlockingWorker
 from echoclients.load.closedloop import ClosedLoopWorker
@@ -57,8 +57,16 @@ def run(spec: LoadSpec, on_progress: Callable[[list, list], None] | None = None)
     return result
 
 
-def run_process(spec: LoadSpec, index: int, threads: list[int], address: tuple,
-                barrier, progress, errors, sources: list[str] | None = None) -> dict:
+def run_process(
+    spec: LoadSpec,
+    index: int,
+    threads: list[int],
+    address: tuple,
+    barrier,
+    progress,
+    errors,
+    sources: list[str] | None = None,
+) -> dict:
     """This process's share of the run: its clients over its threads; a raw partial result."""
     client_counts = split(spec.clients, spec.processes)
     first_client = sum(client_counts[:index])
@@ -74,13 +82,25 @@ def run_process(spec: LoadSpec, index: int, threads: list[int], address: tuple,
     for n, clients in enumerate(split(client_counts[index], threads[index])):
         streams = [(i, pool.stream(i)) for i in range(start, start + clients)]
         start += clients
-        workers.append(worker_class(
-            spec, streams, address, schedule, progress, first_slot + n, requests=shares[first_slot + n],
-            rate=spec.rate * clients / spec.clients, probe=probe.mark if n == 0 else None,
-            opening=opening, sources=sources))
-    runners = [threading.Thread(target=_guard(worker, errors, first_slot + n), name=f"echo-load-{first_slot + n}",
-                                daemon=True)
-               for n, worker in enumerate(workers)]
+        workers.append(
+            worker_class(
+                spec,
+                streams,
+                address,
+                schedule,
+                progress,
+                first_slot + n,
+                requests=shares[first_slot + n],
+                rate=spec.rate * clients / spec.clients,
+                probe=probe.mark if n == 0 else None,
+                opening=opening,
+                sources=sources,
+            )
+        )
+    runners = [
+        threading.Thread(target=_guard(worker, errors, first_slot + n), name=f"echo-load-{first_slot + n}", daemon=True)
+        for n, worker in enumerate(workers)
+    ]
     # The hot path allocates tuples (epoll events) but makes no reference cycles:
     # the cyclic collector would only add pauses to the latencies it measures.
     gc.disable()
@@ -124,6 +144,7 @@ def _guard(worker, errors, slot: int) -> Callable[[], None]:
         except Exception as exc:  # a bug in a worker must not hide the others' results
             worker.errors[f"internal:{type(exc).__name__}"] += 1
         errors[slot] = sum(worker.errors.values()) + worker.mismatches
+
     return target
 
 
@@ -140,23 +161,44 @@ def _partial(spec: LoadSpec, workers: list, probe: CpuProbe) -> dict:
     windows = [w.window for w in workers if len(w.window) == 2]
     duration_ns = max(end for _, end in windows) - min(start for start, _ in windows) if windows else 0
     to_wall = (time.time_ns() - time.monotonic_ns()) / 1e9  # windows on the wall clock: comparable across machines
-    window_wall = [round(min(start for start, _ in windows) / 1e9 + to_wall, 3),
-                   round(max(end for _, end in windows) / 1e9 + to_wall, 3)] if windows else None
+    window_wall = (
+        [
+            round(min(start for start, _ in windows) / 1e9 + to_wall, 3),
+            round(max(end for _, end in windows) / 1e9 + to_wall, 3),
+        ]
+        if windows
+        else None
+    )
     messages = sum(worker.window_messages for worker in workers)
     late = {"lateness_histogram": encode(lateness)} if spec.rate else {}
     return {
-        "schema": "echo-load/1", "backend": spec.backend or None, "target": spec.target,
-        "engine": spec.engine, "clients": sum(len(worker.per_connection()) for worker in workers),
-        "processes": 1, "threads": len(workers), "size": spec.size, "payload": spec.payload,
-        "expect": spec.expect, "pipeline": spec.pipeline, "rate": spec.rate or None,
-        "tls": spec.tls, "send_proxy": spec.send_proxy or None,
-        "warmup_s": spec.warmup_seconds, "duration_s": round(duration_ns / 1e9, 6), "window_wall": window_wall,
-        "messages": messages, "bytes": messages * spec.size,
-        "errors": errors, "mismatches": sum(worker.mismatches for worker in workers),
+        "schema": "echo-load/1",
+        "backend": spec.backend or None,
+        "target": spec.target,
+        "engine": spec.engine,
+        "clients": sum(len(worker.per_connection()) for worker in workers),
+        "processes": 1,
+        "threads": len(workers),
+        "size": spec.size,
+        "payload": spec.payload,
+        "expect": spec.expect,
+        "pipeline": spec.pipeline,
+        "rate": spec.rate or None,
+        "tls": spec.tls,
+        "send_proxy": spec.send_proxy or None,
+        "warmup_s": spec.warmup_seconds,
+        "duration_s": round(duration_ns / 1e9, 6),
+        "window_wall": window_wall,
+        "messages": messages,
+        "bytes": messages * spec.size,
+        "errors": errors,
+        "mismatches": sum(worker.mismatches for worker in workers),
         "reconnects": sum(getattr(worker, "reconnects", 0) for worker in workers),
         "per_connection": [count for worker in workers for count in worker.per_connection()],
-        "histogram": encode(latency), "connect_histogram": encode(connect),
-        "cpu": probe.client_summary(), "server": probe.server_summary(),
+        "histogram": encode(latency),
+        "connect_histogram": encode(connect),
+        "cpu": probe.client_summary(),
+        "server": probe.server_summary(),
     } | late
 
 
@@ -189,7 +231,7 @@ class Timeline:
         return {"interval_s": 1.0, "msgs_per_s": self.rates, "started_wall": round(self.started_wall, 3)}
 
 
-def _start_reporter(on_progress, progress, errors, timeline: Timeline) -> "_Stopper":
+def _start_reporter(on_progress, progress, errors, timeline: Timeline) -> _Stopper:
     """Every half second the progress line (if any), every second a timeline sample."""
     done = threading.Event()
 
@@ -202,6 +244,7 @@ def _start_reporter(on_progress, progress, errors, timeline: Timeline) -> "_Stop
             if on_progress is not None:
                 on_progress(list(progress), list(errors))
         timeline.sample(sum(progress), final=True)
+
     thread = threading.Thread(target=report, name="echo-load-progress", daemon=True)
     thread.start()
     return _Stopper(done, thread)
@@ -218,8 +261,9 @@ class _Stopper:
         self.thread.join(5)
 
 
-def _run_forked(spec: LoadSpec, threads: list[int], address: tuple, on_progress,
-                timeline: Timeline, sources: list[str] | None) -> tuple[list, "_Stopper"]:
+def _run_forked(
+    spec: LoadSpec, threads: list[int], address: tuple, on_progress, timeline: Timeline, sources: list[str] | None
+) -> tuple[list, _Stopper]:
     """One forked child per process; each sends its raw partial result back through a pipe."""
     context = multiprocessing.get_context("fork")
     progress = context.Array("q", sum(threads), lock=False)
@@ -228,14 +272,25 @@ def _run_forked(spec: LoadSpec, threads: list[int], address: tuple, on_progress,
     children = []
     for index in range(spec.processes):
         receiver, sender = context.Pipe(duplex=False)
-        child = context.Process(target=_child, args=(spec, index, threads, address, barrier, progress, errors, sources, sender),
-                                name=f"echo-load-{index}", daemon=True)
+        child = context.Process(
+            target=_child,
+            args=(spec, index, threads, address, barrier, progress, errors, sources, sender),
+            name=f"echo-load-{index}",
+            daemon=True,
+        )
         child.start()
         sender.close()
         children.append((child, receiver))
     reporter = _start_reporter(on_progress, progress, errors, timeline)
-    deadline = time.monotonic() + connect_seconds(spec) + BARRIER_SLACK_S + spec.warmup_seconds \
-        + spec.run_seconds + spec.timeout + 30
+    deadline = (
+        time.monotonic()
+        + connect_seconds(spec)
+        + BARRIER_SLACK_S
+        + spec.warmup_seconds
+        + spec.run_seconds
+        + spec.timeout
+        + 30
+    )
     parts = []
     for index, (child, receiver) in enumerate(children):
         if receiver.poll(max(0.0, deadline - time.monotonic())):
@@ -260,11 +315,23 @@ def _child(spec, index, threads, address, barrier, progress, errors, sources, se
 def _lost(spec: LoadSpec, index: int) -> dict:
     """What a child that died or hung contributes: its clients, and an error that says so."""
     empty = encode(new_histogram())
-    return {"schema": "echo-load/1", "clients": split(spec.clients, spec.processes)[index], "processes": 1,
-            "threads": 0,
-            "size": spec.size, "duration_s": 0.0, "messages": 0, "bytes": 0, "errors": {"worker_lost": 1},
-            "mismatches": 0, "per_connection": [], "histogram": empty, "connect_histogram": empty,
-            "cpu": {}, "server": None}
+    return {
+        "schema": "echo-load/1",
+        "clients": split(spec.clients, spec.processes)[index],
+        "processes": 1,
+        "threads": 0,
+        "size": spec.size,
+        "duration_s": 0.0,
+        "messages": 0,
+        "bytes": 0,
+        "errors": {"worker_lost": 1},
+        "mismatches": 0,
+        "per_connection": [],
+        "histogram": empty,
+        "connect_histogram": empty,
+        "cpu": {},
+        "server": None,
+    }
 
 
 def connect_seconds(spec: LoadSpec) -> float:
@@ -283,9 +350,12 @@ def check_descriptor_limit(spec: LoadSpec) -> None:
     if hard == resource.RLIM_INFINITY or descriptors_needed(spec) <= hard:
         return
     processes = -(-spec.clients // (hard - FD_SPARE))
-    raise SpecError("processes", f"{spec.clients:,} connections over {spec.processes} process(es) need "
-                                 f"{descriptors_needed(spec):,} descriptors in one process, and this machine allows "
-                                 f"{hard:,}: use --processes {processes} or more")
+    raise SpecError(
+        "processes",
+        f"{spec.clients:,} connections over {spec.processes} process(es) need "
+        f"{descriptors_needed(spec):,} descriptors in one process, and this machine allows "
+        f"{hard:,}: use --processes {processes} or more",
+    )
 
 
 def raise_fd_limit(wanted: int) -> None:

@@ -34,8 +34,9 @@ class CpuProbe:
 
     def client_summary(self) -> dict:
         percent = self._percent(1)
-        growth = {"per_process_rss_growth": [max(0, self.rss_connected - self.rss_before)]} \
-            if self.rss_connected else {}
+        growth = (
+            {"per_process_rss_growth": [max(0, self.rss_connected - self.rss_before)]} if self.rss_connected else {}
+        )
         if percent is None:
             return {"per_process_percent": [], "saturated": False} | growth
         return {"per_process_percent": [percent], "saturated": percent >= SATURATED_PERCENT} | growth
@@ -45,8 +46,14 @@ class CpuProbe:
             return None
         rss, pss, processes = self.marks["end"][3] or (None, None, None)
         before = self.server_before[1] if self.server_before else None
-        return {"pid": self.server_pid, "processes": processes, "cpu_percent": self._percent(2),
-                "rss_mb": rss, "pss_mb": pss, "pss_mb_before": before}
+        return {
+            "pid": self.server_pid,
+            "processes": processes,
+            "cpu_percent": self._percent(2),
+            "rss_mb": rss,
+            "pss_mb": pss,
+            "pss_mb_before": before,
+        }
 
     def _percent(self, field: int) -> float | None:
         if "start" not in self.marks or "end" not in self.marks:

@@ -14,9 +14,8 @@ import ssl
 from dataclasses import dataclass
 from typing import Any
 
-from echoserver.config import option
-
 from echoclients.load.payload import EXPECTS, PAYLOADS
+from echoserver.config import option
 
 PROXY_VERSIONS = ("v1", "v2")
 
@@ -41,41 +40,54 @@ class LoadSpec:
     host: str = option("127.0.0.1", "Server address (name, IPv4 or IPv6), or unix:/PATH.")
     port: int = option(8080, "", flags=("-p",))
     clients: int = option(20, "Concurrent connections.", flags=("-c",))
-    threads: int = option(0, "Worker threads in all, each multiplexing its share of the connections (0: one per "
-                             "usable CPU).", flags=("-t",))
+    threads: int = option(
+        0,
+        "Worker threads in all, each multiplexing its share of the connections (0: one per usable CPU).",
+        flags=("-t",),
+    )
     processes: int = option(1, "Spread the threads over this many processes (GILs).")
     duration: float | None = option(None, "Seconds measured  [default: 10]", flags=("-d",))
     requests: int = option(0, "Stop after this many replies instead (0: use --duration).", flags=("-n",))
     warmup: float | None = option(None, "Seconds run but not counted  [default: 1, 0 with --requests]")
     size: int = option(64, "Bytes per message (65536, 64k, 64KiB, 1MiB).", flags=("-s",), type="size")
-    payload: str = option("random", "ascii: letters and digits, each message ending in a newline (works with "
-                                    "--handler line); marked: ascii, each message starting with '!' (heavy work "
-                                    "for a server with --cpu-work-on marked).", choices=PAYLOADS)
+    payload: str = option(
+        "random",
+        "ascii: letters and digits, each message ending in a newline (works with "
+        "--handler line); marked: ascii, each message starting with '!' (heavy work "
+        "for a server with --cpu-work-on marked).",
+        choices=PAYLOADS,
+    )
     pipeline: int = option(1, "Messages in flight per connection (closed loop).")
     rate: float = option(0.0, "Open loop: messages/s in total, latency from intended send times.")
     connect_timeout: float = option(5.0, "Seconds a connect may take.")
     timeout: float = option(10.0, "Seconds a reply may take before it counts as an error.")
     expect: str = option("echo", "What the server sends back.", choices=EXPECTS)
-    engine: str = option("epoll", "blocking: the tutorial client, one blocking thread per connection.",
-                         choices=ENGINES)
+    engine: str = option("epoll", "blocking: the tutorial client, one blocking thread per connection.", choices=ENGINES)
     backend: str = option("", "Label the result with the server's backend name.")
     server_pid: int = option(0, "Sample this local server's CPU and memory over the window.")
     seed: int | None = option(None, "Seed the payload (default: random).")
     # What a connection does before its first message (clients/load/opening.py).
     tls: bool = option(False, "Speak TLS; connect_us then includes the handshake.")
-    tls_ca: str = option("", "Verify the server against this CA  [default: the system store]", metavar="FILE",
-                         show_default=False)
+    tls_ca: str = option(
+        "", "Verify the server against this CA  [default: the system store]", metavar="FILE", show_default=False
+    )
     tls_insecure: bool = option(False, "Do not verify the server's certificate (self-signed servers).")
-    send_proxy: str = option("", "Send a PROXY protocol header first (source: this connection, destination: the "
-                                 "server).", choices=PROXY_VERSIONS)
-    banner_lines: int = option(0, "Read and drop this many lines the server sends on connect (echoserver --banner: "
-                                  "1).")
-    reconnect: bool = option(False, "Replace a connection the server closes or resets, and go on measuring (faults "
-                                    "are still counted, and exit status 1).")
+    send_proxy: str = option(
+        "",
+        "Send a PROXY protocol header first (source: this connection, destination: the server).",
+        choices=PROXY_VERSIONS,
+    )
+    banner_lines: int = option(0, "Read and drop this many lines the server sends on connect (echoserver --banner: 1).")
+    reconnect: bool = option(
+        False,
+        "Replace a connection the server closes or resets, and go on measuring (faults "
+        "are still counted, and exit status 1).",
+    )
     # Many connections (docs/c100k.md): how fast to open them, and from which local addresses.
     connect_rate: float = option(0.0, "Open at most this many connections a second, in total (0: all at once).")
-    source_addresses: int = option(0, "Connect from 127.0.0.2, .3, ... (loopback targets; 0: one per 10,000 "
-                                      "connections).")
+    source_addresses: int = option(
+        0, "Connect from 127.0.0.2, .3, ... (loopback targets; 0: one per 10,000 connections)."
+    )
 
     def __post_init__(self) -> None:
         _check(self.port, 1, 65535, "port")
@@ -169,7 +181,7 @@ class LoadSpec:
     @property
     def unix_path(self) -> str | None:
         """The path of a ``--host unix:/PATH`` target (``--port`` is ignored then), else None."""
-        return self.host[len("unix:"):] if self.host.startswith("unix:") else None
+        return self.host[len("unix:") :] if self.host.startswith("unix:") else None
 
     @property
     def target(self) -> str:
@@ -188,7 +200,7 @@ class LoadSpec:
         family, _, _, _, sockaddr = infos[0]
         return family, sockaddr
 
-    def replace(self, **changes: Any) -> "LoadSpec":
+    def replace(self, **changes: Any) -> LoadSpec:
         return dataclasses.replace(self, **changes)
 
 

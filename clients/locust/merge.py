@@ -17,8 +17,8 @@ import json
 import logging
 import sys
 import time
-from pathlib import Path
 from collections import Counter
+from pathlib import Path
 
 import gevent
 from locust import events
@@ -62,13 +62,31 @@ class Recorder:
         """A raw echo-load partial result (no derived fields), as a worker sends it."""
         host = self.environment.host or ""
         return {
-            "schema": "echo-load/1", "backend": None, "target": host.removeprefix("tcp://"), "engine": "locust",
-            "clients": len(self.per_user), "processes": 1, "threads": 1, "size": self.size, "payload": "random",
-            "expect": "echo", "pipeline": 1, "rate": None, "tls": False, "send_proxy": None, "warmup_s": 0.0,
-            "duration_s": round((self.last - self.first) / 1e9, 6), "messages": self.messages,
-            "bytes": self.messages * self.size, "errors": dict(self.errors), "mismatches": self.mismatches,
-            "per_connection": list(self.per_user.values()), "histogram": encode(self.latency.fold()),
-            "connect_histogram": encode(self.connect.fold()), "cpu": {}, "server": None,
+            "schema": "echo-load/1",
+            "backend": None,
+            "target": host.removeprefix("tcp://"),
+            "engine": "locust",
+            "clients": len(self.per_user),
+            "processes": 1,
+            "threads": 1,
+            "size": self.size,
+            "payload": "random",
+            "expect": "echo",
+            "pipeline": 1,
+            "rate": None,
+            "tls": False,
+            "send_proxy": None,
+            "warmup_s": 0.0,
+            "duration_s": round((self.last - self.first) / 1e9, 6),
+            "messages": self.messages,
+            "bytes": self.messages * self.size,
+            "errors": dict(self.errors),
+            "mismatches": self.mismatches,
+            "per_connection": list(self.per_user.values()),
+            "histogram": encode(self.latency.fold()),
+            "connect_histogram": encode(self.connect.fold()),
+            "cpu": {},
+            "server": None,
         }
 
 
@@ -133,8 +151,11 @@ def _bad_option(options, host: str | None) -> str:
             return str(exc)
     if options is None:
         return ""
-    checks = (("echo-size", options.echo_size, 1, 64 << 20), ("echo-iterations", options.echo_iterations, 0, 10**12),
-              ("echo-timeout", options.echo_timeout, 0.001, 3600))
+    checks = (
+        ("echo-size", options.echo_size, 1, 64 << 20),
+        ("echo-iterations", options.echo_iterations, 0, 10**12),
+        ("echo-timeout", options.echo_timeout, 0.001, 3600),
+    )
     for name, value, low, high in checks:
         if not low <= value <= high:
             return f"--{name} must be between {low:,} and {high:,}, got {value:,}"

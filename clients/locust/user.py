@@ -39,8 +39,12 @@ class EchoMismatch(Exception):
 @events.init_command_line_parser.add_listener
 def _options(parser) -> None:
     parser.add_argument("--echo-size", type=int, default=64, help="Bytes per message (echo round trip).")
-    parser.add_argument("--echo-iterations", type=int, default=0,
-                        help="Round trips per user, then it stops; the test ends when all are done (0: no limit).")
+    parser.add_argument(
+        "--echo-iterations",
+        type=int,
+        default=0,
+        help="Round trips per user, then it stops; the test ends when all are done (0: no limit).",
+    )
     parser.add_argument("--echo-timeout", type=float, default=10.0, help="Seconds a connect or a reply may take.")
     parser.add_argument("--echo-result", default="", help="Write the exact (HDR) result here as echo-load JSON.")
 
@@ -94,7 +98,7 @@ class EchoUser(User):
             raise StopUser()
         self.done += 1
         size, start = self.size, self.base + self.offset
-        message = self.out[start:start + size]
+        message = self.out[start : start + size]
         started = time.perf_counter_ns()
         failure: Exception | None = None
         try:
@@ -118,9 +122,14 @@ class EchoUser(User):
         elapsed = time.perf_counter_ns() - started
         self.offset = (self.offset + size) % self.period
         self.recorder.record(self.number, elapsed, failure if failure is None else self.kind(failure))
-        self.environment.events.request.fire(request_type="echo", name=f"{size} B", response_time=elapsed / 1e6,
-                                             response_length=size if failure is None else 0, exception=failure,
-                                             context={})
+        self.environment.events.request.fire(
+            request_type="echo",
+            name=f"{size} B",
+            response_time=elapsed / 1e6,
+            response_length=size if failure is None else 0,
+            exception=failure,
+            context={},
+        )
 
     @staticmethod
     def kind(failure: Exception) -> str:

@@ -54,24 +54,49 @@ class BackendSpec:
 REGISTRY: dict[str, BackendSpec] = {
     spec.name: spec
     for spec in (
-        BackendSpec("thread", "echoserver.backends.thread:ThreadPerConnectionBackend",
-                    "one OS thread per connection; simple, but every connection costs a thread stack"),
-        BackendSpec("threadpool", "echoserver.backends.threadpool:ThreadPoolBackend",
-                    "a fixed ThreadPoolExecutor (--pool-size); connections beyond the pool wait their turn"),
-        BackendSpec("fork", "echoserver.backends.fork:ForkPerConnectionBackend",
-                    "os.fork() per connection; each client gets its own process and its own GIL"),
-        BackendSpec("gevent", "echoserver.backends.gevent:GeventBackend",
-                    "greenlets on gevent's event loop, stdlib monkey-patched", ("gevent",), "gevent",
-                    prepare="gevent.monkey:patch_all",
-                    free_threading="gevent does not install on free-threaded CPython 3.13 "
-                                   "(its build needs cffi, which refuses 3.13t)"),
-        BackendSpec("asyncio", "echoserver.backends.asyncio:AsyncioBackend",
-                    "an asyncio.Protocol on the standard library event loop"),
-        BackendSpec("uvloop", "echoserver.backends.uvloop:UvloopBackend",
-                    "the same asyncio.Protocol on uvloop (libuv)", ("uvloop",), "uvloop"),
-        BackendSpec("interpreters", "echoserver.backends.interpreters:SubinterpreterBackend",
-                    "--interpreters N subinterpreters, each with its own GIL, accepting on the one listener",
-                    min_python=(3, 13)),
+        BackendSpec(
+            "thread",
+            "echoserver.backends.thread:ThreadPerConnectionBackend",
+            "one OS thread per connection; simple, but every connection costs a thread stack",
+        ),
+        BackendSpec(
+            "threadpool",
+            "echoserver.backends.threadpool:ThreadPoolBackend",
+            "a fixed ThreadPoolExecutor (--pool-size); connections beyond the pool wait their turn",
+        ),
+        BackendSpec(
+            "fork",
+            "echoserver.backends.fork:ForkPerConnectionBackend",
+            "os.fork() per connection; each client gets its own process and its own GIL",
+        ),
+        BackendSpec(
+            "gevent",
+            "echoserver.backends.gevent:GeventBackend",
+            "greenlets on gevent's event loop, stdlib monkey-patched",
+            ("gevent",),
+            "gevent",
+            prepare="gevent.monkey:patch_all",
+            free_threading="gevent does not install on free-threaded CPython 3.13 "
+            "(its build needs cffi, which refuses 3.13t)",
+        ),
+        BackendSpec(
+            "asyncio",
+            "echoserver.backends.asyncio:AsyncioBackend",
+            "an asyncio.Protocol on the standard library event loop",
+        ),
+        BackendSpec(
+            "uvloop",
+            "echoserver.backends.uvloop:UvloopBackend",
+            "the same asyncio.Protocol on uvloop (libuv)",
+            ("uvloop",),
+            "uvloop",
+        ),
+        BackendSpec(
+            "interpreters",
+            "echoserver.backends.interpreters:SubinterpreterBackend",
+            "--interpreters N subinterpreters, each with its own GIL, accepting on the one listener",
+            min_python=(3, 13),
+        ),
     )
 }
 
@@ -86,8 +111,9 @@ def spec(name: str) -> BackendSpec:
     except KeyError:
         raise UnknownBackend(f"unknown backend {name!r}; choose one of: {', '.join(available_names())}") from None
     if not found.available:
-        raise UnknownBackend(f"backend {name!r} is not available ({found.why_unavailable()}); "
-                             f"available: {', '.join(available_names())}")
+        raise UnknownBackend(
+            f"backend {name!r} is not available ({found.why_unavailable()}); available: {', '.join(available_names())}"
+        )
     return found
 
 
@@ -107,6 +133,6 @@ def prepare_process(name: str) -> None:
         getattr(importlib.import_module(module_name), function)()
 
 
-def load(name: str) -> type["Backend"]:
+def load(name: str) -> type[Backend]:
     module_name, _, class_name = spec(name).target.partition(":")
     return getattr(importlib.import_module(module_name), class_name)

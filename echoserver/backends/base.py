@@ -14,7 +14,8 @@ import signal
 import socket
 import threading
 from abc import ABC, abstractmethod
-from typing import Callable, ClassVar
+from collections.abc import Callable
+from typing import ClassVar
 
 from echoserver.backends.state import ServerState
 from echoserver.config import ServerConfig
@@ -72,8 +73,7 @@ class Backend(ABC):
         self.state.stats = value  # a fork child starts afresh
 
     @abstractmethod
-    def run(self, listeners: list[socket.socket], ready: Callable[[], None], *,
-            handle_signals: bool = False) -> None:
+    def run(self, listeners: list[socket.socket], ready: Callable[[], None], *, handle_signals: bool = False) -> None:
         """Serve every listener until :meth:`stop`, then drain; returns when every connection is gone.
 
         Closing the listeners is the backend's job (stop accepting at once);
@@ -136,8 +136,12 @@ class Backend(ABC):
             self.stats.error("accept_" + errno.errorcode.get(exc.errno, "error").lower())
             if not self._starved:
                 self._starved = True
-                log.warning("accept() failed: %s (this process may hold %d descriptors); pausing new connections "
-                            "until some free up: add --workers or raise the hard limit", exc.strerror, open_file_limit())
+                log.warning(
+                    "accept() failed: %s (this process may hold %d descriptors); pausing new connections "
+                    "until some free up: add --workers or raise the hard limit",
+                    exc.strerror,
+                    open_file_limit(),
+                )
             return 0.1
         log.debug("accept() failed: %s", exc)  # e.g. ECONNABORTED: the client left the backlog first
         return 0.0

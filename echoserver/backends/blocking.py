@@ -16,7 +16,8 @@ import signal
 import socket
 import time
 from abc import abstractmethod
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from echoserver.backends.base import Backend
 from echoserver.backends.state import ServerState, poll_socket
@@ -41,8 +42,16 @@ class BlockingBackend(Backend):
         self.listeners: list[socket.socket] = []
 
     def new_state(self, stats: Stats) -> ServerState:
-        return ServerState(self.name, self.config, stats, self.tls, self.banner, sleep=self.sleep,
-                           wait_socket=self.wait_socket, on_closed=self._connection_ended)
+        return ServerState(
+            self.name,
+            self.config,
+            stats,
+            self.tls,
+            self.banner,
+            sleep=self.sleep,
+            wait_socket=self.wait_socket,
+            on_closed=self._connection_ended,
+        )
 
     @property
     def connections(self) -> dict:
@@ -85,8 +94,7 @@ class BlockingBackend(Backend):
 
     # -- the loop ---------------------------------------------------------------
 
-    def run(self, listeners: list[socket.socket], ready: Callable[[], None], *,
-            handle_signals: bool = False) -> None:
+    def run(self, listeners: list[socket.socket], ready: Callable[[], None], *, handle_signals: bool = False) -> None:
         self.listeners = listeners
         for listener in listeners:
             listener.setblocking(False)

@@ -68,8 +68,14 @@ def failure_kind(backend: str, peer: object, exc: BaseException) -> str:
     """
     kind = error_kind(exc)
     if kind == "server":
-        log.error("connection %s on %s failed: %r", peer, backend, exc, exc_info=exc,
-                  extra={"backend": backend, "peer": str(peer)})
+        log.error(
+            "connection %s on %s failed: %r",
+            peer,
+            backend,
+            exc,
+            exc_info=exc,
+            extra={"backend": backend, "peer": str(peer)},
+        )
     elif kind in _WARN:
         log.warning("closing %s: %s", peer, exc)
     else:
@@ -77,8 +83,7 @@ def failure_kind(backend: str, peer: object, exc: BaseException) -> str:
     return kind
 
 
-def record_close(stats, counters, peer: object, *, idle: bool = False, error: str | None = None,
-                 proxy=None) -> None:
+def record_close(stats, counters, peer: object, *, idle: bool = False, error: str | None = None, proxy=None) -> None:
     """What every backend does as a connection ends: count it, once, with why it ended."""
     if proxy is not None and proxy.version:
         stats.count(f"proxied_v{proxy.version}")

@@ -11,11 +11,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-from typing import Callable
+from collections.abc import Callable
 
 from echoserver.backends.base import SHUTDOWN_SIGNALS, Backend
-from echoserver.backends.closing import (LINGER_BYTES, LINGER_SECONDS, REFUSALS_TO_LINGER, Refused, failure_kind,
-                                         shutdown_socket)
+from echoserver.backends.closing import (
+    LINGER_BYTES,
+    LINGER_SECONDS,
+    REFUSALS_TO_LINGER,
+    Refused,
+    failure_kind,
+    shutdown_socket,
+)
 from echoserver.backends.protocol import EchoProtocol
 from echoserver.backends.state import ServerState
 from echoserver.observability.stats import Stats
@@ -44,8 +50,7 @@ class EventLoopBackend(Backend):
     def connections(self) -> dict:
         return self.state.connections
 
-    def run(self, listeners: list[socket.socket], ready: Callable[[], None], *,
-            handle_signals: bool = False) -> None:
+    def run(self, listeners: list[socket.socket], ready: Callable[[], None], *, handle_signals: bool = False) -> None:
         loop = self.new_event_loop()
         try:
             loop.run_until_complete(self._main(listeners, ready, handle_signals))
@@ -113,8 +118,12 @@ class EventLoopBackend(Backend):
             started = self.loop.time()
             timeout = config.tls_handshake_timeout
             try:
-                await self.loop.connect_accepted_socket(lambda: EchoProtocol(self.state, proxy), sock, ssl=self.tls,
-                                                        ssl_handshake_timeout=timeout if self.tls else None)
+                await self.loop.connect_accepted_socket(
+                    lambda: EchoProtocol(self.state, proxy),
+                    sock,
+                    ssl=self.tls,
+                    ssl_handshake_timeout=timeout if self.tls else None,
+                )
             except (OSError, asyncio.TimeoutError):
                 if self.tls is not None and self.loop.time() - started >= timeout * 0.99:
                     raise Refused("tls_timeout", f"TLS handshake not done within {timeout}s") from None

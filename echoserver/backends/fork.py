@@ -26,10 +26,10 @@ import threading
 import time
 
 from echoserver.backends.blocking import BlockingBackend
+from echoserver.backends.forkclient import ForkServerClient, ForkServerGone
 from echoserver.backends.stream import BlockingConnection
 from echoserver.observability.stats import add
 from echoserver.processes.children import RestartBackoff, become_subreaper, describe_exit, signal_all
-from echoserver.backends.forkclient import ForkServerClient, ForkServerGone
 
 log = logging.getLogger("echoserver")
 
@@ -146,8 +146,13 @@ class ForkPerConnectionBackend(BlockingBackend):
     def _schedule_restart(self, how: str, lived: float, pid: int = 0) -> None:
         delay = self.backoff.after_death(lived)
         self.restart_at = time.monotonic() + delay
-        log.error("fork server%s %s; %d connection process(es) go on; restarting it in %.1fs",
-                  f" {pid}" if pid else "", how, len(self.adopted), delay)
+        log.error(
+            "fork server%s %s; %d connection process(es) go on; restarting it in %.1fs",
+            f" {pid}" if pid else "",
+            how,
+            len(self.adopted),
+            delay,
+        )
 
     def _reap_adopted(self) -> None:
         for row in list(self.adopted):

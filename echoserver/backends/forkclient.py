@@ -20,9 +20,9 @@ import sys
 import time
 from pathlib import Path
 
+from echoserver.backends.forkserver import MESSAGE
 from echoserver.config import ServerConfig
 from echoserver.observability.stats import SlotTable
-from echoserver.backends.forkserver import MESSAGE
 from echoserver.processes.relay import CounterRequests
 
 log = logging.getLogger("echoserver")
@@ -67,12 +67,22 @@ class ForkServerClient:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         level = logging.getLogger("echoserver").getEffectiveLevel()
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [PACKAGE_ROOT, os.environ.get("PYTHONPATH")]))}
-        args = [sys.executable, "-S", "-c", "from echoserver.backends.forkserver import main; main()",
-                *map(str, (theirs.fileno(), self.log_w, *self._fds, self.rows, os.getpid(), level))]
+        args = [
+            sys.executable,
+            "-S",
+            "-c",
+            "from echoserver.backends.forkserver import main; main()",
+            *map(str, (theirs.fileno(), self.log_w, *self._fds, self.rows, os.getpid(), level)),
+        ]
         try:
             # Its own process group (with its children): a Ctrl-C reaches this process alone, which drains them once.
-            self.proc = subprocess.Popen(args, pass_fds=(theirs.fileno(), self.log_w, *self._fds), env=env,
-                                         stdin=subprocess.DEVNULL, process_group=0)
+            self.proc = subprocess.Popen(
+                args,
+                pass_fds=(theirs.fileno(), self.log_w, *self._fds),
+                env=env,
+                stdin=subprocess.DEVNULL,
+                process_group=0,
+            )
         finally:
             theirs.close()
         self.started = time.monotonic()

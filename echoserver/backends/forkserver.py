@@ -43,8 +43,9 @@ import time
 #: Every message either way: kind, row, PID, wait status.
 #: Main -> here: ``C`` (a connection; its socket attached). Here -> main: ``R`` ready, ``F`` forked, ``X`` exited.
 MESSAGE = struct.Struct("=ciii")
-SIGTERM, SIGINT, SIGUSR1, SIGALRM, SIGCHLD = (int(s) for s in (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1,
-                                                               signal.SIGALRM, signal.SIGCHLD))
+SIGTERM, SIGINT, SIGUSR1, SIGALRM, SIGCHLD = (
+    int(s) for s in (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1, signal.SIGALRM, signal.SIGCHLD)
+)
 SIG_UNBLOCK, ITIMER_REAL = int(signal.SIG_UNBLOCK), signal.ITIMER_REAL
 CHILD_SIGNALS = (SIGTERM, SIGINT, SIGUSR1, SIGALRM)
 FD = struct.Struct("=i")
@@ -121,8 +122,9 @@ class ForkServer:
             return
         fd = FD.unpack_from(ancillary[0][2])[0]
         try:
-            pid = self.fork_child(lambda: self.serve(fd, row), block=CHILD_SIGNALS, what="connection process",
-                                  flush=False)
+            pid = self.fork_child(
+                lambda: self.serve(fd, row), block=CHILD_SIGNALS, what="connection process", flush=False
+            )
         except OSError as exc:  # EAGAIN, ENOMEM: the client is closed, the main process frees the row
             import logging
 
@@ -214,8 +216,14 @@ class ForkServer:
         place, and lazily fills caches; done here once, those writes land in pages every
         child shares instead of being copied into each child.
         """
-        config = self.owner.config.replace(io_delay=0, delay=(0.0, 0.0), trickle=0, reset_probability=0,
-                                           max_bytes_per_connection=0, proxy_protocol="off")
+        config = self.owner.config.replace(
+            io_delay=0,
+            delay=(0.0, 0.0),
+            trickle=0,
+            reset_probability=0,
+            max_bytes_per_connection=0,
+            proxy_protocol="off",
+        )
         owner = Owner(config, None, self.owner.banner)
         owner.stats = self.stats_class()
         for _ in range(times):

@@ -11,7 +11,8 @@ select and sleep explicitly, so it also works embedded in an unpatched process.
 from __future__ import annotations
 
 import socket
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import gevent
 import gevent.pool
@@ -26,12 +27,14 @@ from echoserver.backends.stream import BlockingConnection
 class GeventBackend(BlockingBackend):
     name = "gevent"
 
-    def run(self, listeners: list[socket.socket], ready: Callable[[], None], *,
-            handle_signals: bool = False) -> None:
+    def run(self, listeners: list[socket.socket], ready: Callable[[], None], *, handle_signals: bool = False) -> None:
         self.group = gevent.pool.Group()
-        cooperative = [sock if isinstance(sock, gevent.socket.socket) else
-                       gevent.socket.socket(sock.family, sock.type, sock.proto, fileno=sock.detach())
-                       for sock in listeners]
+        cooperative = [
+            sock
+            if isinstance(sock, gevent.socket.socket)
+            else gevent.socket.socket(sock.family, sock.type, sock.proto, fileno=sock.detach())
+            for sock in listeners
+        ]
         super().run(cooperative, ready, handle_signals=handle_signals)
 
     @classmethod
@@ -70,7 +73,6 @@ class GeventBackend(BlockingBackend):
         wait = gevent.socket.wait_write if writable else gevent.socket.wait_read
         try:
             wait(sock.fileno(), timeout)
-        except socket.timeout:
+        except TimeoutError:
             return False
         return True
-

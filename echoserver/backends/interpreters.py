@@ -30,7 +30,7 @@ import signal
 import socket
 import threading
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from echoserver.backends.base import Backend
 from echoserver.backends.stream import BlockingConnection, shutdown_socket
@@ -77,13 +77,18 @@ class SubinterpreterBackend(Backend):
             except OSError:
                 pass  # that interpreter has already finished
 
-    def run(self, listeners: list[socket.socket], ready: Callable[[], None], *,
-            handle_signals: bool = False) -> None:
+    def run(self, listeners: list[socket.socket], ready: Callable[[], None], *, handle_signals: bool = False) -> None:
         pairs = [socket.socketpair() for _ in range(self.count)]
         # Duplicates each interpreter owns, made before the originals close below: closing
         # its own is how an interpreter stops accepting.
-        threads = [threading.Thread(target=self._run_one, args=(row, theirs, [os.dup(s.fileno()) for s in listeners]),
-                                    name=f"echo-interpreter-{row}") for row, (_, theirs) in enumerate(pairs)]
+        threads = [
+            threading.Thread(
+                target=self._run_one,
+                args=(row, theirs, [os.dup(s.fileno()) for s in listeners]),
+                name=f"echo-interpreter-{row}",
+            )
+            for row, (_, theirs) in enumerate(pairs)
+        ]
         self._controls = [ours for ours, _ in pairs]
         if handle_signals:
             self.install_signal_handlers()
@@ -129,9 +134,14 @@ class SubinterpreterBackend(Backend):
     def _run_one(self, row: int, theirs: socket.socket, listeners: list[int]) -> None:
         """Create one subinterpreter and run the server in it, in this (new) thread, until it drains."""
         options = {
-            "config": dataclasses.asdict(self.config), "row": row, "rows": self.count, "table": self.table.fd,
+            "config": dataclasses.asdict(self.config),
+            "row": row,
+            "rows": self.count,
+            "table": self.table.fd,
             "listeners": listeners,
-            "control": theirs.detach(), "logging": _logging_setup(), "tokens": self.tokens,
+            "control": theirs.detach(),
+            "logging": _logging_setup(),
+            "tokens": self.tokens,
         }
         code = f"from echoserver.backends.interpreters import serve\nserve({options!r})\n"
         try:
@@ -147,6 +157,7 @@ class SubinterpreterBackend(Backend):
             self._woken_w.send(b"\0")  # the main thread counts who is left
         except OSError:
             pass  # it is awake already
+
 
 def run_in_new_interpreter(code: str) -> str | None:
     """Run ``code`` in a fresh isolated subinterpreter (its own GIL) in this thread; its traceback if it raised."""
@@ -191,8 +202,10 @@ def _token_pipe(limit: int) -> tuple[int, int]:
     if written != limit:
         os.close(read_end)
         os.close(write_end)
-        raise ConfigError("max_connections", f"the interpreters backend keeps at most {written} connection "
-                                             f"slots (a pipe's capacity here), got {limit}")
+        raise ConfigError(
+            "max_connections",
+            f"the interpreters backend keeps at most {written} connection slots (a pipe's capacity here), got {limit}",
+        )
     return read_end, write_end
 
 
@@ -241,8 +254,9 @@ class InterpreterThreads(ThreadPerConnectionBackend):
         self._spare = 0
         # Not a daemon thread: an isolated subinterpreter may not start one. The drain
         # ends every connection, forced ones included, before the interpreter is destroyed.
-        threading.Thread(target=self._serve_holding_token, args=(connection,),
-                         name=f"echo-conn-{next(self._ids)}").start()
+        threading.Thread(
+            target=self._serve_holding_token, args=(connection,), name=f"echo-conn-{next(self._ids)}"
+        ).start()
 
     def _serve_holding_token(self, connection: BlockingConnection) -> None:
         try:
@@ -270,8 +284,12 @@ def serve(options: dict) -> None:
     control = socket.socket(fileno=options["control"])
     try:
         listeners = [socket.socket(fileno=fd) for fd in options["listeners"]]
-        backend = InterpreterThreads(ServerConfig(**options["config"]), SlotTable(options["rows"], options["table"]),
-                                     options["row"], options["tokens"])
+        backend = InterpreterThreads(
+            ServerConfig(**options["config"]),
+            SlotTable(options["rows"], options["table"]),
+            options["row"],
+            options["tokens"],
+        )
         obeying = threading.Thread(target=_obey, args=(control, backend), name="echo-interpreter-control")
         obeying.start()
         try:

@@ -36,11 +36,29 @@ class EchoProtocol(asyncio.Protocol):
     # Slots, not a __dict__: with thousands of idle connections, bytes per connection
     # is what the event-loop backends are chosen for. The protocol is its own
     # counter object (bytes_in, bytes_out, messages), registered with the stats.
-    __slots__ = ("server", "handler", "pacing", "plain", "transport", "bytes_in", "bytes_out", "messages",
-                 "seen_bytes_in", "quiet_since", "ended", "backlog", "backlog_bytes", "worker", "eof",
-                 "writing_paused", "reading_paused", "lingering", "proxy")
+    __slots__ = (
+        "server",
+        "handler",
+        "pacing",
+        "plain",
+        "transport",
+        "bytes_in",
+        "bytes_out",
+        "messages",
+        "seen_bytes_in",
+        "quiet_since",
+        "ended",
+        "backlog",
+        "backlog_bytes",
+        "worker",
+        "eof",
+        "writing_paused",
+        "reading_paused",
+        "lingering",
+        "proxy",
+    )
 
-    def __init__(self, server: ServerState, proxy: "ProxyHeaderReader | None" = None) -> None:
+    def __init__(self, server: ServerState, proxy: ProxyHeaderReader | None = None) -> None:
         config = server.config
         self.server = server  # the narrow owner: settings, counters, the live set, the loop
         self.proxy = proxy  # the PROXY header read before the transport existed, if any

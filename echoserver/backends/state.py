@@ -13,7 +13,8 @@ from __future__ import annotations
 import select
 import threading
 import time
-from typing import TYPE_CHECKING, Any, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from echoserver.config import ServerConfig
 from echoserver.observability.stats import Stats
@@ -46,10 +47,18 @@ class ServerState:
     and ``tasks`` exist on the event-loop backends only.
     """
 
-    def __init__(self, backend: str, config: ServerConfig, stats: Stats, tls, banner: bytes, *,
-                 sleep: Callable[[float], None] = time.sleep,
-                 wait_socket: Callable[[Any, bool, float], bool] = poll_socket,
-                 on_closed: Callable[[], None] = _nothing) -> None:
+    def __init__(
+        self,
+        backend: str,
+        config: ServerConfig,
+        stats: Stats,
+        tls,
+        banner: bytes,
+        *,
+        sleep: Callable[[float], None] = time.sleep,
+        wait_socket: Callable[[Any, bool, float], bool] = poll_socket,
+        on_closed: Callable[[], None] = _nothing,
+    ) -> None:
         self.backend = backend
         self.config = config
         self.stats = stats

@@ -16,8 +16,16 @@ import logging
 import socket
 import time
 
-from echoserver.backends.closing import (REFUSALS_TO_LINGER, Refused, ResetInjected, failure_kind, linger, record_close,
-                                         reset_connection, shutdown_socket)
+from echoserver.backends.closing import (
+    REFUSALS_TO_LINGER,
+    Refused,
+    ResetInjected,
+    failure_kind,
+    linger,
+    record_close,
+    reset_connection,
+    shutdown_socket,
+)
 from echoserver.backends.state import ServerState
 from echoserver.sansio.faults import Pacing
 from echoserver.sansio.handlers import PLAIN_ECHO, make_handler
@@ -69,7 +77,7 @@ class BlockingConnection:
             sock.shutdown(socket.SHUT_WR)
             if not ended_by_peer:
                 linger(sock)
-        except socket.timeout:
+        except TimeoutError:
             idle = True
             log.debug("closing %s: idle for %ss", self.peer, config.idle_timeout)
         except ResetInjected:
@@ -99,7 +107,7 @@ class BlockingConnection:
             while not reader.done:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
-                    raise socket.timeout
+                    raise TimeoutError
                 sock.settimeout(remaining)
                 peeked = sock.recv(PEEK_SIZE, socket.MSG_PEEK)
                 if not peeked:
@@ -107,7 +115,7 @@ class BlockingConnection:
                 take = reader.take(peeked)
                 while take:
                     take -= len(sock.recv(take))  # already in the kernel: returns at once
-        except socket.timeout:
+        except TimeoutError:
             raise Refused("header_timeout", f"no PROXY header within {config.header_timeout}s") from None
         except ProxyProtocolError as exc:
             raise Refused("proxy_header", f"bad PROXY header: {exc}") from None
@@ -230,4 +238,3 @@ class BlockingConnection:
     def abort(self) -> None:
         """Cut the connection now: a blocked ``recv`` or ``sendall`` fails at once."""
         shutdown_socket(self.sock, socket.SHUT_RDWR)
-

@@ -25,8 +25,9 @@ class ThreadPerConnectionBackend(BlockingBackend):
     def dispatch(self, connection: BlockingConnection) -> None:
         # Daemon threads: a connection that outlives a forced shutdown must not
         # keep the process alive; the drain has already joined the well-behaved ones.
-        thread = threading.Thread(target=self.serve, args=(connection,),
-                                  name=f"echo-conn-{next(self._ids)}", daemon=True)
+        thread = threading.Thread(
+            target=self.serve, args=(connection,), name=f"echo-conn-{next(self._ids)}", daemon=True
+        )
         try:
             thread.start()
         except RuntimeError as exc:  # "can't start new thread": this process, or the whole system, is out
@@ -40,7 +41,10 @@ class ThreadPerConnectionBackend(BlockingBackend):
         connection.sock.close()
         if not self._warned_threads:
             self._warned_threads = True
-            log.warning("cannot start a thread for a new connection (%s) with %d threads in this process: "
-                        "refusing new connections until some end; the system caps threads at kernel.pid_max "
-                        "and kernel.threads-max (an event-loop backend holds far more connections)",
-                        exc, threading.active_count())
+            log.warning(
+                "cannot start a thread for a new connection (%s) with %d threads in this process: "
+                "refusing new connections until some end; the system caps threads at kernel.pid_max "
+                "and kernel.threads-max (an event-loop backend holds far more connections)",
+                exc,
+                threading.active_count(),
+            )

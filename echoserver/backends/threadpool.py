@@ -9,8 +9,8 @@ the clients beyond it, which ``echo-load`` shows as starved connections.
 from __future__ import annotations
 
 import socket
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable
 
 from echoserver.backends.blocking import BlockingBackend
 from echoserver.backends.stream import BlockingConnection
@@ -19,8 +19,7 @@ from echoserver.backends.stream import BlockingConnection
 class ThreadPoolBackend(BlockingBackend):
     name = "threadpool"
 
-    def run(self, listeners: list[socket.socket], ready: Callable[[], None], *,
-            handle_signals: bool = False) -> None:
+    def run(self, listeners: list[socket.socket], ready: Callable[[], None], *, handle_signals: bool = False) -> None:
         self.pool = ThreadPoolExecutor(max_workers=self.config.pool_size, thread_name_prefix="echo-pool")
         try:
             super().run(listeners, ready, handle_signals=handle_signals)

@@ -9,9 +9,9 @@ from __future__ import annotations
 import click
 
 from echoserver import backends
+from echoserver.cli.options import config_options, config_values
 from echoserver.cli.sizes import Size
 from echoserver.cli.usage import fail
-from echoserver.cli.options import config_options, config_values
 from echoserver.config import ConfigError, ServerConfig
 from echoserver.observability.logs import setup_logging
 
@@ -67,16 +67,34 @@ def _list_backends(ctx: click.Context, param: click.Parameter, value: bool) -> N
     ctx.exit(0)
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"], "show_default": True,
-                                 "max_content_width": 100})
-@config_options(ServerConfig, {"size": SIZE, "delay": Delay(), "workers": WorkerCount()},
-                help_values={"backends": ", ".join(backends.REGISTRY)})
-@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info",
-              show_envvar=True, help="Peer resets and timeouts are logged at debug.")
-@click.option("--log-format", type=click.Choice(["text", "json"]), default="text", show_envvar=True,
-              help="json: one object per line, for containers and log shippers.")
-@click.option("--list-backends", is_flag=True, expose_value=False, is_eager=True, callback=_list_backends,
-              help="List the backends, whether each is installed, and exit.")
+@click.command(context_settings={"help_option_names": ["-h", "--help"], "show_default": True, "max_content_width": 100})
+@config_options(
+    ServerConfig,
+    {"size": SIZE, "delay": Delay(), "workers": WorkerCount()},
+    help_values={"backends": ", ".join(backends.REGISTRY)},
+)
+@click.option(
+    "--log-level",
+    type=click.Choice(["debug", "info", "warning", "error"]),
+    default="info",
+    show_envvar=True,
+    help="Peer resets and timeouts are logged at debug.",
+)
+@click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_envvar=True,
+    help="json: one object per line, for containers and log shippers.",
+)
+@click.option(
+    "--list-backends",
+    is_flag=True,
+    expose_value=False,
+    is_eager=True,
+    callback=_list_backends,
+    help="List the backends, whether each is installed, and exit.",
+)
 @click.version_option(package_name="echoserver")
 def command(log_level: str, log_format: str, **options: object) -> None:
     """Serve TCP echo on one of six Python concurrency models.

@@ -25,17 +25,23 @@ import click
 KEYS = frozenset({"help", "flags", "metavar", "choices", "type", "show_default", "cli_default", "cli"})
 
 
-def config_options(cls: type, param_types: Mapping[str, click.ParamType] | None = None,
-                   exclude: Iterable[str] = (), help_values: Mapping[str, str] | None = None
-                   ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+def config_options(
+    cls: type,
+    param_types: Mapping[str, click.ParamType] | None = None,
+    exclude: Iterable[str] = (),
+    help_values: Mapping[str, str] | None = None,
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """A decorator adding one click option per field of the dataclass ``cls``, in field order.
 
     ``param_types`` resolves the ``type`` names fields use; ``help_values`` fills ``{name}``
     placeholders in help texts (a list only the command knows, such as the backend names).
     """
     hints = typing.get_type_hints(cls)
-    params = [_option(found, hints[found.name], param_types or {}, help_values or {})
-              for found in dataclasses.fields(cls) if _is_option(found) and found.name not in set(exclude)]
+    params = [
+        _option(found, hints[found.name], param_types or {}, help_values or {})
+        for found in dataclasses.fields(cls)
+        if _is_option(found) and found.name not in set(exclude)
+    ]
 
     def decorate(function: Callable[..., Any]) -> Callable[..., Any]:
         for decls, kwargs in reversed(params):
@@ -63,8 +69,9 @@ def config_values(cls: type, options: Mapping[str, Any]) -> dict[str, Any]:
     return values
 
 
-def _option(found: dataclasses.Field, hint: Any, param_types: Mapping[str, click.ParamType],
-            help_values: Mapping[str, str]) -> tuple[list[str], dict[str, Any]]:
+def _option(
+    found: dataclasses.Field, hint: Any, param_types: Mapping[str, click.ParamType], help_values: Mapping[str, str]
+) -> tuple[list[str], dict[str, Any]]:
     meta = dict(found.metadata)
     unknown = set(meta) - KEYS
     if unknown:

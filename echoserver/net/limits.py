@@ -43,5 +43,10 @@ def check_backlog(backlog: int) -> None:
     except (OSError, ValueError):
         return
     if backlog > cap:
-        log.warning("--backlog %d is above the kernel's net.core.somaxconn (%d): the queue holds %d; "
-                    "raise the sysctl to get more", backlog, cap, cap)
+        log.warning(
+            "--backlog %d is above the kernel's net.core.somaxconn (%d): the queue holds %d; "
+            "raise the sysctl to get more",
+            backlog,
+            cap,
+            cap,
+        )

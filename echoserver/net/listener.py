@@ -26,8 +26,11 @@ def bind_listeners(config: ServerConfig, reuse_port: bool = False) -> list[socke
     sockets: list[socket.socket] = []
     try:
         for where in config.listen_addresses():
-            sockets.append(bind_unix(where[1], config.backlog) if where[0] == "unix"
-                           else bind_tcp(where[1], where[2], config.backlog, reuse_port))
+            sockets.append(
+                bind_unix(where[1], config.backlog)
+                if where[0] == "unix"
+                else bind_tcp(where[1], where[2], config.backlog, reuse_port)
+            )
     except BaseException:
         close_listeners(sockets)
         raise
@@ -46,8 +49,9 @@ def bind_tcp(host: str, port: int, backlog: int, reuse_port: bool = False) -> so
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     except socket.gaierror as exc:
-        raise BindError("host", f"cannot resolve {host!r} ({exc.strerror}); "
-                                "use an IP address or a resolvable name") from None
+        raise BindError(
+            "host", f"cannot resolve {host!r} ({exc.strerror}); use an IP address or a resolvable name"
+        ) from None
     family, type_, proto, _, address = infos[0]
     sock = socket.socket(family, type_, proto)
     try:
@@ -76,8 +80,11 @@ def bind_unix(path: str, backlog: int) -> socket.socket:
     """A Unix stream socket at ``path``, replacing a stale socket file left by a dead server."""
     size = len(os.fsencode(path))
     if size > UNIX_PATH_MAX:
-        raise BindError("bind", f"unix:{path} is {size} bytes long, more than the {UNIX_PATH_MAX} a Unix socket "
-                                "path may have; choose a shorter path")
+        raise BindError(
+            "bind",
+            f"unix:{path} is {size} bytes long, more than the {UNIX_PATH_MAX} a Unix socket "
+            "path may have; choose a shorter path",
+        )
     _remove_if_stale(path)
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
@@ -88,7 +95,9 @@ def bind_unix(path: str, backlog: int) -> socket.socket:
     except OSError as exc:
         sock.close()
         if exc.errno == errno.EADDRINUSE:
-            raise BindError("bind", f"unix:{path} exists and is not a socket; remove it or choose another path") from None
+            raise BindError(
+                "bind", f"unix:{path} exists and is not a socket; remove it or choose another path"
+            ) from None
         raise BindError("bind", f"cannot listen on unix:{path}: {exc.strerror or exc}") from None
     return sock
 
@@ -137,11 +146,15 @@ def close_listeners(sockets: list[socket.socket]) -> None:
 def _explain(exc: OSError, host: str, port: int) -> BindError:
     where = format_address((host, port))
     if exc.errno == errno.EADDRINUSE:
-        return BindError("port", f"{where} is already in use; "
-                                 "stop the other server or choose another --port (0 picks a free one)")
+        return BindError(
+            "port", f"{where} is already in use; stop the other server or choose another --port (0 picks a free one)"
+        )
     if exc.errno == errno.EACCES:
-        return BindError("port", f"permission denied to listen on {where}; ports below 1024 need root "
-                                 "or CAP_NET_BIND_SERVICE, use --port 1024 or above")
+        return BindError(
+            "port",
+            f"permission denied to listen on {where}; ports below 1024 need root "
+            "or CAP_NET_BIND_SERVICE, use --port 1024 or above",
+        )
     if exc.errno == errno.EADDRNOTAVAIL:
         return BindError("host", f"{host} is not an address of this machine; use 127.0.0.1, ::1 or 0.0.0.0")
     return BindError("host", f"cannot listen on {where}: {exc.strerror}")

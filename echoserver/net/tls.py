@@ -34,10 +34,14 @@ def server_context(config: ServerConfig, ssl_module: ModuleType | None = None):
     try:
         context.load_cert_chain(config.tls_cert, config.tls_key)
     except (ssl.SSLError, OSError) as exc:
-        files = config.tls_cert if config.tls_key in ("", config.tls_cert) else f"{config.tls_cert} and {config.tls_key}"
+        files = (
+            config.tls_cert if config.tls_key in ("", config.tls_cert) else f"{config.tls_cert} and {config.tls_key}"
+        )
         reason = getattr(exc, "reason", None) or exc.strerror or str(exc)
-        raise ConfigError("tls_cert", f"--tls-cert/--tls-key: cannot load {files}: {reason} (a PEM certificate "
-                                      "and its private key are needed)") from None
+        raise ConfigError(
+            "tls_cert",
+            f"--tls-cert/--tls-key: cannot load {files}: {reason} (a PEM certificate and its private key are needed)",
+        ) from None
     if config.tls_client_ca:
         try:
             context.load_verify_locations(cafile=config.tls_client_ca)

@@ -31,7 +31,8 @@ import logging
 import selectors
 import threading
 import time
-from typing import Any, Callable, NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 log = logging.getLogger("echoserver.metrics")
 
@@ -122,8 +123,16 @@ class _SelectorPoller:
 class HttpEndpoint:
     """Answers ``GET``/``HEAD`` through ``route``; see the module's docstring for the guarantees."""
 
-    def __init__(self, host: str, port: int, route: Router, *, epoll: Callable[[], Any] | None = None,
-                 max_connections: int = 32, timeout: float = 5.0) -> None:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        route: Router,
+        *,
+        epoll: Callable[[], Any] | None = None,
+        max_connections: int = 32,
+        timeout: float = 5.0,
+    ) -> None:
         """Polled by its owner when given ``epoll`` (the class to poll with), else served by its own thread."""
         self.route = route
         self.max_connections = max_connections
@@ -148,7 +157,7 @@ class HttpEndpoint:
 
     # -- driving it -----------------------------------------------------------
 
-    def start(self) -> "HttpEndpoint":
+    def start(self) -> HttpEndpoint:
         if self._thread is not None:
             self._thread.start()
         return self
@@ -261,8 +270,10 @@ class HttpEndpoint:
         return response._replace(body=b"") if method == "HEAD" else response
 
     def _answer(self, peer: _Peer, response: Response) -> None:
-        head = (f"HTTP/1.1 {response.status}\r\nContent-Type: {response.content_type}\r\n"
-                f"Content-Length: {len(response.body)}\r\nConnection: close\r\n\r\n").encode("latin-1")
+        head = (
+            f"HTTP/1.1 {response.status}\r\nContent-Type: {response.content_type}\r\n"
+            f"Content-Length: {len(response.body)}\r\nConnection: close\r\n\r\n"
+        ).encode("latin-1")
         peer.outbox = memoryview(head + response.body)
         peer.inbox = b""
         self._poller.modify(peer.sock.fileno(), WRITE)

@@ -7,7 +7,7 @@ import logging
 import sys
 import threading
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from echoserver.observability.stats import errors_of
 
@@ -54,7 +54,7 @@ class StatsReporter:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="echo-stats", daemon=True)
 
-    def start(self) -> "StatsReporter":
+    def start(self) -> StatsReporter:
         self._thread.start()
         return self
 
@@ -78,8 +78,12 @@ class StatsReporter:
     def report(self) -> None:
         current, now = self.snapshot(), time.monotonic()
         rates = self.rates(self._previous, current, now - self._then)
-        self.log.info("stats: %(conn_per_s).1f conn/s, %(msgs_per_s).1f msgs/s, %(mb_in_per_s).3f MB/s in, "
-                      "%(mb_out_per_s).3f MB/s out, %(active)d active", rates, extra=rates)
+        self.log.info(
+            "stats: %(conn_per_s).1f conn/s, %(msgs_per_s).1f msgs/s, %(mb_in_per_s).3f MB/s in, "
+            "%(mb_out_per_s).3f MB/s out, %(active)d active",
+            rates,
+            extra=rates,
+        )
         self._previous, self._then = current, now
 
     @staticmethod

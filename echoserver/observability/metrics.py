@@ -16,15 +16,16 @@ from __future__ import annotations
 import errno
 import logging
 import socket
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import psutil
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily
 
 from echoserver.net.listener import BindError
-from echoserver.observability.httpd import HttpEndpoint, Response
 from echoserver.observability.gil import gil_enabled
+from echoserver.observability.httpd import HttpEndpoint, Response
 from echoserver.observability.stats import ERROR_KINDS, FAULT_KINDS
 
 log = logging.getLogger("echoserver.metrics")
@@ -61,19 +62,26 @@ class EchoCollector:
         for kind in FAULT_KINDS:
             faults.add_metric([kind], values[f"fault_{kind}"])
         yield faults
-        proxied = CounterMetricFamily("echoserver_proxied_connections",
-                                      "Connections that arrived with a PROXY protocol header.", labels=["version"])
+        proxied = CounterMetricFamily(
+            "echoserver_proxied_connections",
+            "Connections that arrived with a PROXY protocol header.",
+            labels=["version"],
+        )
         for version in (1, 2):
             proxied.add_metric([str(version)], values[f"proxied_v{version}"])
         yield proxied
         cpu, rss, count = _process_tree(self.pid)
         yield CounterMetricFamily("echoserver_process_cpu_seconds", "CPU time of the server's processes.", value=cpu)
-        yield GaugeMetricFamily("echoserver_process_resident_memory_bytes",
-                                "Resident memory of the server's processes.", value=rss)
+        yield GaugeMetricFamily(
+            "echoserver_process_resident_memory_bytes", "Resident memory of the server's processes.", value=rss
+        )
         yield GaugeMetricFamily("echoserver_processes", "Processes the server runs now.", value=count)
         yield InfoMetricFamily("echoserver", "The server's backend.", value={"backend": self.backend})
-        yield GaugeMetricFamily("echoserver_gil_enabled", "1 while the GIL is on (always, on a default build), "
-                                "0 on a free-threaded build running without it.", value=int(gil_enabled()))
+        yield GaugeMetricFamily(
+            "echoserver_gil_enabled",
+            "1 while the GIL is on (always, on a default build), 0 on a free-threaded build running without it.",
+            value=int(gil_enabled()),
+        )
 
 
 def _process_tree(pid: int) -> tuple[float, int, int]:
@@ -104,22 +112,32 @@ class MetricsServer:
     exists in the process that forks the workers.
     """
 
-    def __init__(self, host: str, port: int, snapshot: Callable[[], dict], accepting: Callable[[], bool],
-                 backend: str, pid: int, epoll: Callable[[], Any] | None = None) -> None:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        snapshot: Callable[[], dict],
+        accepting: Callable[[], bool],
+        backend: str,
+        pid: int,
+        epoll: Callable[[], Any] | None = None,
+    ) -> None:
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(EchoCollector(snapshot, backend, pid))
         self.accepting = accepting
         try:
             self.endpoint = HttpEndpoint(host, port, self.route, epoll=epoll)
         except socket.gaierror as exc:
-            raise BindError("metrics_host", f"--metrics-host {host!r} does not resolve: {exc.strerror}; give a name or "
-                                            "address of this machine") from None
+            raise BindError(
+                "metrics_host",
+                f"--metrics-host {host!r} does not resolve: {exc.strerror}; give a name or address of this machine",
+            ) from None
         except OSError as exc:
             if exc.errno == errno.EADDRINUSE:
-                raise BindError("metrics_port",
-                                f"port {port} is already in use; choose another --metrics-port") from None
-            raise BindError("metrics_port",
-                            f"cannot serve metrics on {host}:{port}: {exc.strerror or exc}") from None
+                raise BindError(
+                    "metrics_port", f"port {port} is already in use; choose another --metrics-port"
+                ) from None
+            raise BindError("metrics_port", f"cannot serve metrics on {host}:{port}: {exc.strerror or exc}") from None
         self.port = self.endpoint.port
 
     def route(self, method: str, path: str) -> Response:
@@ -127,11 +145,12 @@ class MetricsServer:
             return Response("200 OK", CONTENT_TYPE_LATEST, generate_latest(self.registry))
         if path == "/healthz":
             ok = self.accepting()
-            return Response("200 OK" if ok else "503 Service Unavailable", "text/plain",
-                            b"ok\n" if ok else b"draining\n")
+            return Response(
+                "200 OK" if ok else "503 Service Unavailable", "text/plain", b"ok\n" if ok else b"draining\n"
+            )
         return Response("404 Not Found", "text/plain", b"not found: try /metrics or /healthz\n")
 
-    def start(self) -> "MetricsServer":
+    def start(self) -> MetricsServer:
         self.endpoint.start()
         return self
 

@@ -35,8 +35,10 @@ def announce(address: tuple, backend: str, **extra: object) -> None:
     fields (``workers=2``) follow the text line, or are fields of the object.
     """
     line = " ".join([ready_line(address, backend), *(f"{key}={value}" for key, value in extra.items())])
-    formatter = next((handler.formatter for handler in logging.getLogger().handlers
-                      if isinstance(handler.formatter, JsonFormatter)), None)
+    formatter = next(
+        (handler.formatter for handler in logging.getLogger().handlers if isinstance(handler.formatter, JsonFormatter)),
+        None,
+    )
     if formatter is not None:
         record = logging.LogRecord("echoserver", logging.INFO, __file__, 0, line, None, None)
         record.__dict__.update({"address": format_address(address), "backend": backend, **extra})
@@ -44,8 +46,10 @@ def announce(address: tuple, backend: str, **extra: object) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
-_READY = re.compile(r"listening on (?:unix:(?P<path>\S+)|\[?(?P<host>[^\]\s]+?)\]?:(?P<port>\d+)) "
-                    r"backend=(?P<backend>\S+)")
+_READY = re.compile(
+    r"listening on (?:unix:(?P<path>\S+)|\[?(?P<host>[^\]\s]+?)\]?:(?P<port>\d+)) "
+    r"backend=(?P<backend>\S+)"
+)
 _GIL = re.compile(r" gil=(?P<gil>on|off)\b")
 
 

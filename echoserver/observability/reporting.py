@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 from echoserver.config import ServerConfig
 from echoserver.net.listener import format_address
@@ -35,8 +35,9 @@ def reporting(config: ServerConfig, snapshot: Callable[[], dict], accepting: Cal
         if config.metrics_port is not None:
             from echoserver.observability.metrics import MetricsServer
 
-            metrics = MetricsServer(config.metrics_host, config.metrics_port, snapshot, accepting,
-                                    config.backend, os.getpid()).start()
+            metrics = MetricsServer(
+                config.metrics_host, config.metrics_port, snapshot, accepting, config.backend, os.getpid()
+            ).start()
             running.append(metrics)
             log.info("metrics on http://%s/metrics", format_address((config.metrics_host, metrics.port)))
         if config.stats_interval:

@@ -19,12 +19,37 @@ import struct
 import threading
 from dataclasses import dataclass
 
-ERROR_KINDS = ("reset", "broken_pipe", "aborted", "timeout", "not_connected", "unreachable", "server",
-               "tls", "tls_timeout", "proxy_header", "header_timeout", "proxy_untrusted",
-               "accept_emfile", "accept_enfile", "accept_enobufs", "accept_enomem", "thread_start")
+ERROR_KINDS = (
+    "reset",
+    "broken_pipe",
+    "aborted",
+    "timeout",
+    "not_connected",
+    "unreachable",
+    "server",
+    "tls",
+    "tls_timeout",
+    "proxy_header",
+    "header_timeout",
+    "proxy_untrusted",
+    "accept_emfile",
+    "accept_enfile",
+    "accept_enobufs",
+    "accept_enomem",
+    "thread_start",
+)
 FAULT_KINDS = ("delayed", "reset", "trickled", "truncated")
-COUNTERS = ("accepted", "closed", "idle_closed", "rejected", "bytes_in", "bytes_out", "messages",
-            "proxied_v1", "proxied_v2") + tuple(f"fault_{kind}" for kind in FAULT_KINDS)
+COUNTERS = (
+    "accepted",
+    "closed",
+    "idle_closed",
+    "rejected",
+    "bytes_in",
+    "bytes_out",
+    "messages",
+    "proxied_v1",
+    "proxied_v2",
+) + tuple(f"fault_{kind}" for kind in FAULT_KINDS)
 FIELDS = COUNTERS + ("active",) + tuple(f"error_{kind}" for kind in ERROR_KINDS)
 
 
@@ -108,8 +133,10 @@ class Stats:
 def describe_totals(totals: dict) -> str:
     """The stop line's figures as a person reads them: ``1 connection, 12,345 bytes in, ...``."""
     accepted = totals["accepted"]
-    return (f"{accepted:,} connection{'' if accepted == 1 else 's'}, {totals['bytes_in']:,} bytes in, "
-            f"{totals['bytes_out']:,} bytes out")
+    return (
+        f"{accepted:,} connection{'' if accepted == 1 else 's'}, {totals['bytes_in']:,} bytes in, "
+        f"{totals['bytes_out']:,} bytes out"
+    )
 
 
 def errors_of(snapshot: dict) -> dict[str, int]:
@@ -139,7 +166,7 @@ class SlotTable:
         self._memory = mmap.mmap(fd, size)  # MAP_SHARED, anonymous when fd is -1
 
     @classmethod
-    def in_memory_file(cls, rows: int) -> "SlotTable":
+    def in_memory_file(cls, rows: int) -> SlotTable:
         """A table backed by a new memfd (see ``fd`` above)."""
         return cls(rows, os.memfd_create("echoserver-counters", os.MFD_CLOEXEC))
 
@@ -173,7 +200,7 @@ class Publisher:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="echo-stats-publisher", daemon=True)
 
-    def start(self) -> "Publisher":
+    def start(self) -> Publisher:
         self._thread.start()
         return self
 

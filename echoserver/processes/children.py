@@ -18,7 +18,7 @@ import logging
 import os
 import signal
 import sys
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
 
 log = logging.getLogger("echoserver")
 
@@ -81,8 +81,14 @@ def close_descriptors(keep: Iterable[int] = ()) -> None:
     os.closerange(low, os.sysconf("SC_OPEN_MAX"))
 
 
-def fork_child(body: Callable[[], int], *, fork: Callable[[], int] = os.fork,
-               block: tuple[int, ...] = (), what: str = "child process", flush: bool = True) -> int:
+def fork_child(
+    body: Callable[[], int],
+    *,
+    fork: Callable[[], int] = os.fork,
+    block: tuple[int, ...] = (),
+    what: str = "child process",
+    flush: bool = True,
+) -> int:
     """Fork; the child runs ``body`` and exits with its status, never returning here. The parent gets the PID.
 
     Signals in ``block`` are blocked across the fork, so that one meant for the

@@ -38,7 +38,9 @@ def cgroup_cpu_limit(root: Path = Path("/")) -> float | None:
         return None
     limits = []
     for hierarchy_root, mountpoint, fstype, options in _cgroup_mounts(mountinfo):
-        for hierarchy_id, controllers, path in (line.split(":", 2) for line in memberships.splitlines() if line.count(":") >= 2):
+        for hierarchy_id, controllers, path in (
+            line.split(":", 2) for line in memberships.splitlines() if line.count(":") >= 2
+        ):
             if fstype == "cgroup2" and hierarchy_id == "0" and not controllers:
                 reader = _v2_limit
             elif fstype == "cgroup" and "cpu" in controllers.split(",") and "cpu" in options:

@@ -10,7 +10,7 @@ configured never creates one, and its replies go straight back.
 from __future__ import annotations
 
 import random
-from typing import Iterator
+from collections.abc import Iterator
 
 from echoserver.config import ServerConfig
 
@@ -42,7 +42,7 @@ class Pacing:
         """The part of ``reply`` the byte budget allows, and whether the budget is now spent."""
         if self.budget is None:
             return reply, False
-        allowed = reply[:self.budget]
+        allowed = reply[: self.budget]
         self.budget -= len(allowed)
         return allowed, self.budget == 0
 
@@ -54,7 +54,7 @@ class Pacing:
         step = max(1, self.trickle // TRICKLE_STEPS_PER_S)
         view = memoryview(reply)
         for offset in range(0, len(reply), step):
-            piece = view[offset:offset + step]
+            piece = view[offset : offset + step]
             yield piece, len(piece) / self.trickle
 
 

@@ -106,8 +106,9 @@ class LineHandler(Handler):
 
     def _burn(self, complete: bytes | bytearray, lines: int) -> None:
         if self.cpu_work:
-            heavy = lines if not self.marked_only else sum(
-                line[:1] == HEAVY_MARKER for line in complete.split(b"\n")[:-1])
+            heavy = (
+                lines if not self.marked_only else sum(line[:1] == HEAVY_MARKER for line in complete.split(b"\n")[:-1])
+            )
             for _ in range(heavy):
                 burn_cpu(self.cpu_work)
 

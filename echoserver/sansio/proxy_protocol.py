@@ -128,9 +128,7 @@ class ProxyHeaderReader:
             return
         family = _V1_FAMILIES.get(fields[1])
         if family is None:
-            raise ProxyProtocolError(
-                f"PROXY v1 protocol must be TCP4, TCP6 or UNKNOWN, not {fields[1]!r}"
-            )
+            raise ProxyProtocolError(f"PROXY v1 protocol must be TCP4, TCP6 or UNKNOWN, not {fields[1]!r}")
         if len(fields) != 6:
             raise ProxyProtocolError(
                 f"PROXY v1 header needs exactly 5 single-space-separated fields after PROXY: {text!r}"
@@ -157,14 +155,11 @@ class ProxyHeaderReader:
             # LOCAL (health checks from the proxy itself) carries no meaningful address, so
             # its family byte is ignored as the protocol requires; PROXY's must make sense.
             if family not in _V2_ADDRESS_LENGTH or transport > 0x2:
-                raise ProxyProtocolError(
-                    f"PROXY v2 header has unknown family/transport {family_transport:#04x}"
-                )
+                raise ProxyProtocolError(f"PROXY v2 header has unknown family/transport {family_transport:#04x}")
             needed = _V2_ADDRESS_LENGTH[family]
             if length < needed:
                 raise ProxyProtocolError(
-                    f"PROXY v2 length {length} is shorter than the {needed}-byte address block"
-                    f" of family {family:#x}"
+                    f"PROXY v2 length {length} is shorter than the {needed}-byte address block of family {family:#x}"
                 )
         total = V2_FIXED_LENGTH + length
         if len(buffer) < total:

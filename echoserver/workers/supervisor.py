@@ -45,13 +45,13 @@ import signal
 import time
 from dataclasses import dataclass
 
-from echoserver.processes.children import RestartBackoff, describe_exit, fork_child, reap, signal_all
 from echoserver.backends.base import SHUTDOWN_SIGNALS
 from echoserver.config import ServerConfig
 from echoserver.net.listener import bind_listeners, close_listeners, format_address
 from echoserver.observability.logs import StatsReporter
 from echoserver.observability.ready import announce
 from echoserver.observability.stats import SlotTable, add, empty
+from echoserver.processes.children import RestartBackoff, describe_exit, fork_child, reap, signal_all
 from echoserver.workers.worker import HANDLED_SIGNALS, run_worker
 
 log = logging.getLogger("echoserver.supervisor")
@@ -92,8 +92,9 @@ class Worker:
 
 
 class Supervisor:
-    def __init__(self, config: ServerConfig, backend_class: type, listeners: list,
-                 slot_listeners: list[list] | None = None) -> None:
+    def __init__(
+        self, config: ServerConfig, backend_class: type, listeners: list, slot_listeners: list[list] | None = None
+    ) -> None:
         self.config = config
         self.backend_class = backend_class
         self.listeners = listeners
@@ -126,9 +127,15 @@ class Supervisor:
         if config.metrics_port is not None:
             from echoserver.observability.metrics import MetricsServer
 
-            self.metrics = MetricsServer(config.metrics_host, config.metrics_port, self.snapshot,
-                                         lambda: self.announced and not self.stopping, config.backend,
-                                         os.getpid(), epoll=self._epoll)
+            self.metrics = MetricsServer(
+                config.metrics_host,
+                config.metrics_port,
+                self.snapshot,
+                lambda: self.announced and not self.stopping,
+                config.backend,
+                os.getpid(),
+                epoll=self._epoll,
+            )
             log.info("metrics on http://%s/metrics", format_address((config.metrics_host, self.metrics.port)))
         if config.stats_interval:
             self.reporter = StatsReporter(self.snapshot, config.stats_interval)
@@ -195,8 +202,12 @@ class Supervisor:
                     log.info("worker %d ready", worker.pid)
 
     def _announce_when_ready(self) -> None:
-        if not self.announced and not self.stopping and all(w.ready for w in self.workers.values()) \
-                and len(self.workers) == self.config.workers:
+        if (
+            not self.announced
+            and not self.stopping
+            and all(w.ready for w in self.workers.values())
+            and len(self.workers) == self.config.workers
+        ):
             self.announced = True
             for listener in self.listeners:
                 announce(listener.getsockname(), self.config.backend, workers=self.config.workers)
@@ -205,8 +216,9 @@ class Supervisor:
 
     def _spawn(self, slot: int) -> None:
         ready_r, ready_w = os.pipe()
-        pid = fork_child(lambda: self._become_worker(ready_w, slot), fork=self._fork, block=tuple(HANDLED_SIGNALS),
-                         what="worker")
+        pid = fork_child(
+            lambda: self._become_worker(ready_w, slot), fork=self._fork, block=tuple(HANDLED_SIGNALS), what="worker"
+        )
         os.close(ready_w)
         self.workers[pid] = Worker(slot, pid, ready_r, time.monotonic())
         log.debug("worker %d started (slot %d)", pid, slot)

@@ -10,18 +10,25 @@ import logging
 import os
 import signal
 
-from echoserver.processes.children import die_with_parent
 from echoserver.backends.base import SHUTDOWN_SIGNALS
 from echoserver.config import ServerConfig
 from echoserver.observability.stats import Publisher, SlotTable, describe_totals
+from echoserver.processes.children import die_with_parent
 
 worker_log = logging.getLogger("echoserver.worker")
 
 HANDLED_SIGNALS = (*SHUTDOWN_SIGNALS, signal.SIGCHLD)
 
 
-def run_worker(config: ServerConfig, backend_class: type, listeners: list, ready_w: int, supervisor: int,
-               table: SlotTable, slot: int) -> int:
+def run_worker(
+    config: ServerConfig,
+    backend_class: type,
+    listeners: list,
+    ready_w: int,
+    supervisor: int,
+    table: SlotTable,
+    slot: int,
+) -> int:
     """The body of a worker process: run the backend on the inherited listener until told to stop."""
     backend_class.after_fork()
     _signal = backend_class.original("signal", "signal")
