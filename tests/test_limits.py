@@ -18,6 +18,7 @@ from support import (
     echo_once,
     recv_exactly,
     recv_until_eof,
+    server_socket,
     stalled_writer,
     unread_bytes,
     wait_for,
@@ -94,13 +95,29 @@ def test_threadpool_does_not_hang_on_queued_connections(start_server) -> None:
         echo_via(sock, b"busy")
     queued = [connect(server.address) for _ in range(5)]
     queued[0].sendall(b"waiting")
-    # In the server's kernel before the signal (what arrives after it is not read), unread so far.
-    assert wait_for(lambda: unread_bytes(server.port, queued[0].getsockname()[1]) == 7)
+    # Accepted and queued for the pool (its socket is one of the server's descriptors: a connection
+    # still in the listen backlog is reset when the listener closes), its bytes unread in the kernel.
+    assert wait_for(lambda: accepted_unread(server, queued[0]) == 7)
     server.signal(signal.SIGTERM)
-    assert recv_until_eof(queued[0]) == b"waiting"  # served as the pool drains, then closed
+    got = recv_until_eof(queued[0])
+    assert got == b"waiting"  # served as the pool drains, then closed
     assert server.proc.wait(15) == 0
     for sock in held + queued:
         sock.close()
+
+
+def accepted_unread(server, client: socket.socket) -> int | None:
+    """Unread bytes on the server's end of ``client``'s connection, once the server has accepted it."""
+    found = server_socket(server.port, client.getsockname()[1])
+    if not found:
+        return None
+    unread, inode = found
+    owned = {
+        os.readlink(f"/proc/{server.pid}/fd/{fd}")
+        for fd in os.listdir(f"/proc/{server.pid}/fd")
+        if os.path.islink(f"/proc/{server.pid}/fd/{fd}")
+    }
+    return unread if f"socket:[{inode}]" in owned else None
 
 
 def echo_via(sock: socket.socket, payload: bytes) -> None:
