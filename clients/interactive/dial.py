@@ -13,8 +13,9 @@ import socket
 import ssl
 
 TLS_HINT = (
-    "that is how a TLS listener answers plain text: if it speaks TLS, add --tls "
-    "(--tls-insecure for a self-signed certificate)"
+    "that is how a TLS listener answers plain text (add --tls; --tls-insecure for a self-signed "
+    "certificate), and how a server that requires a PROXY header answers a connection without one "
+    "(add --send-proxy v2)"
 )
 _TLS_ALERT = b"\x15\x03"  # a TLS alert record: content type 21, protocol version 3.x
 
