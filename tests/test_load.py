@@ -245,7 +245,9 @@ def test_json_result_has_the_documented_fields(fast_server):
 def test_human_output_and_no_progress_line_off_a_terminal(fast_server):
     code, _, stderr = echo_load(*port_args(fast_server.address), "--clients", "2", *SHORT)
     assert code == 0
-    assert stderr == ""
+    # Nothing but warnings (a saturated client is named on a busy machine): no progress line.
+    assert all(line.startswith("echo-load: warning:") for line in stderr.splitlines()), stderr
+    assert "\r" not in stderr
 
 
 # -- merge -------------------------------------------------------------------------------------
