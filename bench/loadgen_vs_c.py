@@ -54,7 +54,9 @@ def run_c(address: tuple, args, core: int) -> dict:
     return json.loads(out.stdout)
 
 
-def run_echo_load(address: tuple, args, core: int, server_pid: int, *extra: str) -> dict:
+def echo_load_json(address: tuple, core: int, *args: str, tool: str, strict: bool = True) -> dict:
+    """``echo-load ... --json --quiet`` pinned to ``core``; its result. ``strict``: exit 1 (a lost or
+    wrong byte) stops the benchmark too; otherwise only a run that printed no result does."""
     command = [
         sys.executable,
         "-m",
@@ -63,6 +65,20 @@ def run_echo_load(address: tuple, args, core: int, server_pid: int, *extra: str)
         address[0],
         "--port",
         str(address[1]),
+        *args,
+        "--json",
+        "--quiet",
+    ]
+    out = subprocess.run(command, capture_output=True, text=True, preexec_fn=pinned(core), cwd=ROOT)
+    if (strict and out.returncode != 0) or not out.stdout.strip():
+        sys.exit(f"{tool}: echo-load failed ({out.returncode}): {out.stderr.strip()}")
+    return json.loads(out.stdout)
+
+
+def run_echo_load(address: tuple, args, core: int, server_pid: int, *extra: str) -> dict:
+    return echo_load_json(
+        address,
+        core,
         "--clients",
         str(args.clients),
         "--size",
@@ -73,14 +89,9 @@ def run_echo_load(address: tuple, args, core: int, server_pid: int, *extra: str)
         str(args.duration),
         "--server-pid",
         str(server_pid),
-        "--json",
-        "--quiet",
         *extra,
-    ]
-    out = subprocess.run(command, capture_output=True, text=True, preexec_fn=pinned(core), cwd=ROOT)
-    if out.returncode != 0:
-        sys.exit(f"loadgen_vs_c: echo-load failed ({out.returncode}): {out.stderr.strip()}")
-    return json.loads(out.stdout)
+        tool="loadgen_vs_c",
+    )
 
 
 def main() -> None:

@@ -14,42 +14,22 @@ lateness: read the machine's load average beside the figures.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
-import subprocess
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.loadgen_vs_c import echo_load_json  # noqa: E402
 from echoserver.spawn import ServerProcess  # noqa: E402
 
 
 def echo_load(address: tuple, core: int, *args: str) -> dict:
-    command = [
-        sys.executable,
-        "-m",
-        "echoclients.load.cli",
-        "--host",
-        address[0],
-        "--port",
-        str(address[1]),
-        "--clients",
-        "20",
-        "--size",
-        "64",
-        "--json",
-        "--quiet",
-        *args,
-    ]
-    out = subprocess.run(
-        command, capture_output=True, text=True, cwd=ROOT, preexec_fn=lambda: os.sched_setaffinity(0, {core})
+    return echo_load_json(
+        address, core, "--clients", "20", "--size", "64", *args, tool="openloop_lateness", strict=False
     )
-    if not out.stdout.strip():
-        sys.exit(f"openloop_lateness: echo-load failed ({out.returncode}): {out.stderr.strip()}")
-    return json.loads(out.stdout)
 
 
 def main() -> None:
