@@ -308,3 +308,134 @@ def test_usage_errors_are_one_line_and_exit_2(args):
     assert code == 2
     assert len(stderr.strip().splitlines()) == 1 and "Traceback" not in stderr
     assert stderr.startswith("echo-load")
+
+
+# -- the compiled closed loop (clients/load/_hotloop.c) and the Python one ------------------------------
+
+LOOPS = ("compiled", "python")
+
+
+def split_every_reply(conn: socket.socket) -> None:
+    """Each reply in two writes with a pause between: the client reads it in two parts."""
+    import time
+
+    while data := conn.recv(65536):
+        conn.sendall(data[:1])
+        time.sleep(0.0005)
+        conn.sendall(data[1:])
+
+
+def spoil_every_seventh(conn: socket.socket) -> None:
+    replies = 0
+    while data := conn.recv(65536):
+        replies += 1
+        conn.sendall(data if replies % 7 else data[:-1] + bytes([data[-1] ^ 0xFF]))
+
+
+def test_the_compiled_loop_was_built_where_a_compiler_is():
+    import shutil
+
+    from echoclients.load import hotloop
+
+    if shutil.which("gcc") is None and shutil.which("cc") is None:
+        pytest.skip("no C compiler: the install leaves the compiled loop out, on purpose")
+    assert hotloop._hotloop is not None, "pip install -e . built no echoclients/load/_hotloop*.so"
+
+
+@pytest.mark.parametrize("loop", LOOPS)
+def test_an_exact_number_of_replies_across_the_streams_wrap(fast_server, loop):
+    # 64 B messages wrap their connection's 64 KiB stream every 1,024 messages: 3 clients x ~3,300
+    # messages each cross it three times; stopping at --requests is the C loop's limit.
+    code, result, stderr = echo_load(
+        *port_args(fast_server.address), "--clients", "3", "--threads", "1", "--requests", "10000",
+        "--hot-loop", loop, "--json",
+    )  # fmt: skip
+    assert code == 0, stderr
+    assert result["hot_loop"] == loop
+    messages = result["messages"]
+    assert 10000 <= messages <= 10000 + 2 and sum(result["per_connection"]) == messages  # a batch may overrun
+    assert result["bytes"] == 64 * messages and result["mismatches"] == 0 and result["errors"] == {}
+    assert decode_count(result["histogram"]) == messages  # one latency per reply, none lost between C and Python
+
+
+def decode_count(encoded: str) -> int:
+    from echoclients.load.results import decode
+
+    return decode(encoded).get_total_count()
+
+
+@pytest.mark.parametrize("loop", LOOPS)
+def test_replies_split_in_two_reads_are_verified_whole(loop):
+    with misbehaving_server(split_every_reply) as address:
+        code, result, stderr = echo_load(
+            *port_args(address), "--clients", "2", "--requests", "300", "--hot-loop", loop, "--json"
+        )
+    assert code == 0, stderr
+    assert 300 <= result["messages"] <= 301 and result["mismatches"] == 0 and result["errors"] == {}
+
+
+@pytest.mark.parametrize("loop", LOOPS)
+def test_every_spoiled_reply_is_one_mismatch_in_either_loop(loop):
+    with misbehaving_server(spoil_every_seventh) as address:
+        code, result, _ = echo_load(
+            *port_args(address), "--clients", "1", "--requests", "700", "--hot-loop", loop, "--json"
+        )
+    assert code == 1
+    assert result["messages"] == 700 and result["mismatches"] == 100
+
+
+@pytest.mark.parametrize("loop", LOOPS)
+def test_a_reset_under_either_loop_is_counted_and_the_rest_go_on(loop):
+    with misbehaving_server(reset_after_first_message) as address:
+        code, result, _ = echo_load(*port_args(address), "--clients", "3", *SHORT, "--hot-loop", loop, "--json")
+    assert code == 1
+    assert sum(result["errors"].values()) == 3
+
+
+def test_without_the_compiled_module_echo_load_falls_back_and_says_so(fast_server):
+    # An install that built no extension (no compiler): the import fails, the Python loop runs.
+    blocker = (
+        "import sys\n"
+        "class Block:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name == 'echoclients.load._hotloop': raise ImportError('not built')\n"
+        "sys.meta_path.insert(0, Block())\n"
+        "from echoclients.load.cli import main\n"
+        "sys.argv[0] = 'echo-load'\n"
+        "main()\n"
+    )
+    args = [*port_args(fast_server.address), "--clients", "2", "--requests", "200", "--json"]
+    out = subprocess.run([sys.executable, "-c", blocker, *args], capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout)
+    assert result["hot_loop"] == "python" and result["messages"] == 200 and result["mismatches"] == 0
+    out = subprocess.run(
+        [sys.executable, "-c", blocker, *args, "--hot-loop", "compiled"], capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 2 and "--hot-loop" in out.stderr and "Traceback" not in out.stderr
+
+
+@pytest.mark.parametrize(
+    "args, says",
+    [
+        (("--hot-loop", "compiled", "--rate", "100"), "--pipeline 1"),
+        (("--hot-loop", "compiled", "--pipeline", "4"), "--pipeline 1"),
+        (("--hot-loop", "turbo"), "turbo"),
+    ],
+    ids=["rate", "pipeline", "unknown"],
+)
+def test_hot_loop_usage_errors(args, says):
+    code, _, stderr = echo_load(*args, *SHORT)
+    assert code == 2 and says in stderr
+    assert len(stderr.strip().splitlines()) == 1 and "Traceback" not in stderr
+
+
+def test_the_python_loop_can_be_chosen_by_environment(fast_server):
+    import os
+
+    env = {**os.environ, "ECHO_LOAD_HOT_LOOP": "python"}
+    args = [sys.executable, "-m", "echoclients.load.cli", *port_args(fast_server.address)]
+    out = subprocess.run(
+        [*args, "--clients", "2", "--requests", "100", "--json"], capture_output=True, text=True, env=env, cwd=ROOT
+    )
+    assert out.returncode == 0 and json.loads(out.stdout)["hot_loop"] == "python"

@@ -8,8 +8,13 @@ against the expected stream at an offset, without copying), one
 
 from __future__ import annotations
 
+from array import array
+
+from echoclients.load import hotloop
 from echoclients.load.connection import Connection, clock, error_kind
 from echoclients.load.engine import EPOLLIN, EPOLLOUT, TICK_S, EpollWorker
+
+_NO_LIMIT = 1 << 62
 
 
 class ClosedLoopWorker(EpollWorker):
@@ -20,7 +25,73 @@ class ClosedLoopWorker(EpollWorker):
         for conn in self.conns:
             if conn.sock is not None:
                 self.queue(conn, self.spec.pipeline, now)
-        self.closed_loop()
+        if hotloop.chosen(self.spec) == "compiled":
+            self.compiled_loop()
+        else:
+            self.closed_loop()
+
+    def compiled_loop(self) -> None:
+        """The same loop with its common case in C (``_hotloop.c``); Python handles what C hands back.
+
+        Between stretches of the C loop only the deferred events, and a few
+        times a second the housekeeping, run here. The rows go back to the
+        :class:`Connection` objects only when something reads them: the
+        timeout sweep, the window's edges, a replaced connection, the end.
+        """
+        table = hotloop.ConnectionTable(self.conns)
+        table.push_all()
+        latencies = array("q", bytes(8 * max(1 << 16, 2 * len(self.conns))))
+        raw = memoryview(latencies).cast("B")
+        values, by_fd, size, epfd = self.latency.values, self.by_fd, self.size, self.epoll.fileno()
+        try:
+            while self.running:
+                limit = self.stop_after - self.completed
+                done, written, now, deferred = hotloop.closed_loop(
+                    epfd, table, latencies, size, self.next_tick, _NO_LIMIT if limit > _NO_LIMIT else int(limit)
+                )
+                self.completed += done
+                if written:
+                    values.frombytes(raw[: written * 8])
+                for kind, fd, value, at in deferred:
+                    conn = by_fd.get(fd)
+                    if conn is None:  # dropped by an earlier event of the same batch
+                        continue
+                    table.pull(conn)
+                    self.now = at
+                    self.deferred_event(conn, kind, value, at)
+                    if conn.sock is not None:
+                        table.push(conn)
+                if now >= self.next_tick or self.completed >= self.stop_after:
+                    if self.reads_connections(now):
+                        table.pull_all()
+                        self.housekeeping()
+                        table.push_all()
+                    else:
+                        self.housekeeping()
+        finally:
+            table.pull_all()
+
+    def deferred_event(self, conn: Connection, kind: int, value, now: int) -> None:
+        """What the C loop handed back, done as :meth:`closed_loop` would have done it."""
+        if kind == hotloop.DEFER_READ:
+            done = self.absorb(conn, value, now)
+            if done:
+                self.queue(conn, done, now)
+        elif kind == hotloop.DEFER_SENT:
+            conn.owed = self.size - value
+            self.advance(conn, value)
+        elif kind == hotloop.DEFER_EVENT:
+            self.general_event(conn, value)
+        else:
+            self.fail(conn, error_kind(value))
+
+    def reads_connections(self, now: int) -> bool:
+        """Whether :meth:`housekeeping` at ``now`` will look at the connections' own state."""
+        if now >= self.next_sweep or self.lost or not self.by_fd:
+            return True
+        if not self.window:
+            return now >= self.measure_at
+        return now >= self.stop_at or self.completed >= self.stop_after
 
     def closed_loop(self) -> None:
         """Each complete reply releases the next message on its connection.

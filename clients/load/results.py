@@ -152,6 +152,7 @@ def merge(results: list[dict]) -> dict:
     merged["cpu"] = _merge_cpu([part.get("cpu") or {} for part in results])
     merged["server"] = _same(results, "server")
     merged["python"] = _same(results, "python")
+    merged["hot_loop"] = _same(results, "hot_loop")
     merged["client_bound"] = any(part.get("client_bound") for part in results)
     merged["parts"] = len(results)
     merged["timeline"] = _add_timelines([part.get("timeline") for part in results])

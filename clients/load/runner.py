@@ -17,6 +17,7 @@ import threading
 import time
 from collections.abc import Callable
 
+from echoclients.load import hotloop
 from echoclients.load.classic import BlockingWorker
 from echoclients.load.closedloop import ClosedLoopWorker
 from echoclients.load.opening import Opening
@@ -176,6 +177,7 @@ def _partial(spec: LoadSpec, workers: list, probe: CpuProbe) -> dict:
         "backend": spec.backend or None,
         "target": spec.target,
         "engine": spec.engine,
+        "hot_loop": hotloop.chosen(spec) if spec.engine == "epoll" else None,
         "clients": sum(len(worker.per_connection()) for worker in workers),
         "processes": 1,
         "threads": len(workers),

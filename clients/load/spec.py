@@ -14,6 +14,7 @@ import ssl
 from dataclasses import dataclass
 from typing import Any
 
+from echoclients.load import hotloop
 from echoclients.load.payload import EXPECTS, PAYLOADS
 from echoserver.config import option
 
@@ -63,6 +64,12 @@ class LoadSpec:
     timeout: float = option(10.0, "Seconds a reply may take before it counts as an error.")
     expect: str = option("echo", "What the server sends back.", choices=EXPECTS)
     engine: str = option("epoll", "blocking: the tutorial client, one blocking thread per connection.", choices=ENGINES)
+    hot_loop: str = option(
+        "auto",
+        "compiled: the closed loop's common case in C (built at install time); python: all in Python; "
+        "auto: compiled where it applies (one message in flight, no --rate, no --tls).",
+        choices=hotloop.HOT_LOOPS,
+    )
     backend: str = option("", "Label the result with the server's backend name.")
     server_pid: int = option(0, "Sample this local server's CPU and memory over the window.")
     seed: int | None = option(None, "Seed the payload (default: random).")
@@ -117,6 +124,7 @@ class LoadSpec:
         if self.engine == "blocking" and (self.rate or self.pipeline > 1):
             raise SpecError("engine", "the blocking engine is closed loop with one message in flight")
         _check(self.banner_lines, 0, 1000, "banner-lines")
+        self._check_hot_loop()
         if self.unix_path is not None:
             if not self.unix_path:
                 raise SpecError("host", "unix: needs a path, e.g. --host unix:/run/echo.sock")
@@ -144,6 +152,22 @@ class LoadSpec:
         if count <= 1 and not self.source_addresses:
             return None
         return [f"127.0.{(n + 2) // 256}.{(n + 2) % 256}" for n in range(count)]
+
+    def _check_hot_loop(self) -> None:
+        if self.hot_loop not in hotloop.HOT_LOOPS:
+            raise SpecError("hot-loop", f"choose one of {', '.join(hotloop.HOT_LOOPS)}")
+        if self.hot_loop != "compiled":
+            return
+        if not hotloop.applies(self):
+            raise SpecError(
+                "hot-loop", "compiled runs the epoll engine's closed loop with --pipeline 1, without --rate or --tls"
+            )
+        if not hotloop.available():
+            raise SpecError(
+                "hot-loop",
+                "this install has no compiled loop (no C compiler when it was installed, or "
+                "ECHO_LOAD_HOT_LOOP=python); reinstall where gcc is present, or use auto",
+            )
 
     def _check_tls(self) -> None:
         for name, given in (("tls-ca", self.tls_ca), ("tls-insecure", self.tls_insecure)):
