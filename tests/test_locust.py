@@ -95,9 +95,13 @@ def run_locust(target: str, tmp_path: Path, workers: int, netns: list[str] | Non
     return json.loads(result.read_text()), json.loads(out), err
 
 
-def echo_load(host: str, port: int, *args: str) -> dict:
+def echo_load(host: str, port: int, *args: str, netns: str | None = None) -> dict:
     proc = subprocess.run(
-        [sys.executable, "-m", "echoclients.load.cli", "--host", host, "--port", str(port), *args, "--json", "--quiet"],
+        [
+            *(["ip", "netns", "exec", netns] if netns else []),
+            *[sys.executable, "-m", "echoclients.load.cli", "--host", host, "--port", str(port)],
+            *[*args, "--json", "--quiet"],
+        ],
         capture_output=True,
         text=True,
         timeout=120,
@@ -107,12 +111,30 @@ def echo_load(host: str, port: int, *args: str) -> dict:
     return json.loads(proc.stdout)
 
 
+# Where the server sets the latency (each reply held 1 ms, slept in a real thread), both clients must
+# read the same percentiles off it; on bare loopback they differ by their own costs instead (Locust's
+# gevent hub wakes a user 5-10 us later than echo-load's epoll loop: p50 29-36 us against 22-25 us
+# here), which is the clients, not the merge. docs/locust.md has the numbers.
+SERVER_DELAY_MS = 1
+AGREE = 0.20
+
+
 @pytest.fixture(scope="module")
 def server():
     from echoserver.spawn import ServerProcess
 
-    with ServerProcess("--backend", "asyncio", "--log-level", "warning") as server:
+    with ServerProcess(
+        "--backend", "thread", "--io-delay", str(SERVER_DELAY_MS), "--log-level", "warning"
+    ) as server:  # fmt: skip
         yield server
+
+
+def assert_agree(ours: dict, reference: dict) -> None:
+    """The merged HDR percentiles within AGREE of echo-load's, p50 to p99."""
+    for name in ("p50", "p90", "p99"):
+        mine, theirs = ours["latency_us"][name], reference["latency_us"][name]
+        assert abs(mine - theirs) <= AGREE * theirs, (name, ours["latency_us"], reference["latency_us"])
+    assert ours["latency_us"]["p50"] >= SERVER_DELAY_MS * 1000
 
 
 def test_master_and_two_workers_agree_with_echo_load(server, tmp_path):
@@ -137,14 +159,11 @@ def test_master_and_two_workers_agree_with_echo_load(server, tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["latency_us"] == merged["latency_us"]
     assert json.loads(proc.stdout)["messages"] == merged["messages"]
-    # echo-load against the same server sees latencies within the same few powers of ten: no unit was
-    # lost on the way (ms for us would be 1000x). Not closer: Locust's gevent loop and echo-load's differ
-    # (p50 17-133 us against 14-30 us measured here), and a shared machine moves both.
+    # echo-load against the same server, with as many connections and processes, reads the same latencies.
     reference = echo_load(
         host, port, "--clients", str(USERS), "--processes", "2", "--requests", str(USERS * ITERATIONS)
     )
-    ours, theirs = merged["latency_us"]["p50"], reference["latency_us"]["p50"]
-    assert 0.05 * theirs <= ours <= 20 * theirs, (merged["latency_us"], reference["latency_us"])
+    assert_agree(merged, reference)
 
 
 @contextlib.contextmanager
@@ -206,19 +225,28 @@ def test_master_and_workers_on_separate_hosts_across_a_delayed_link(tmp_path):
 
     delay_ms = 1.0
     with hosts(3, delay_ms) as (names, delayed):
-        server = ServerProcess("--backend", "asyncio", "--host", "0.0.0.0", "--log-level", "warning")
+        server = ServerProcess(
+            "--backend", "thread", "--io-delay", str(SERVER_DELAY_MS), "--host", "0.0.0.0", "--log-level", "warning"
+        )  # fmt: skip
         server.args = ["ip", "netns", "exec", names[0], *server.args]
         with server:
             port = server.address[1]
             # The master on client host 1, its two workers on client hosts 2 and 3; each reaches the
-            # server host through its own delayed link (10.77.1.1 is the server host's end of link 1).
+            # server host through its own (delayed, where the kernel has netem) link; 10.77.1.1 is the
+            # server host's end of link 1.
             merged, stats, _ = run_locust(
                 f"10.77.1.1:{port}", tmp_path, workers=2, netns=[names[1], names[2], names[3]]
             )
+            # echo-load from client host 2, across the same kind of link, to the same server.
+            reference = echo_load(
+                "10.77.2.1", port, "--clients", str(USERS), "--processes", "2",
+                "--requests", str(USERS * ITERATIONS), netns=names[2],
+            )  # fmt: skip
     assert sum(entry["num_requests"] for entry in stats) == merged["messages"] == USERS * ITERATIONS
     assert merged["mismatches"] == 0 and merged["errors"] == {}
+    assert_agree(merged, reference)
     if delayed:  # every request crossed a link delayed by 1 ms (replies come back undelayed)
-        assert merged["latency_us"]["p50"] >= delay_ms * 1000
+        assert merged["latency_us"]["p50"] >= (delay_ms + SERVER_DELAY_MS) * 1000
 
 
 @pytest.mark.parametrize("bad", [("--echo-size", "0"), ("--echo-timeout", "-1"), ("--host", "no-port-here")])
