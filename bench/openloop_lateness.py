@@ -9,13 +9,22 @@ the latency percentiles and the client's own send lateness (actual minus
 intended send time). Goal: send lateness p99 <= 50 us. A loaded, shared
 machine delays any process that is ready to run, and that shows here as
 lateness: read the machine's load average beside the figures.
+
+With ``--tcpkali PATH`` each round also runs tcpkali at the same offered rate
+(20 connections, the same per-connection rate, 64-byte messages carrying its
+latency marker), pinned to the same core, and reports its percentiles beside
+echo-load's. Goal: echo-load's p99 within 1.5x of tcpkali's (whose figures
+come in steps of 0.1 ms). Debian carries no tcpkali; docs/load.md says how to
+build one.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import re
 import statistics
+import subprocess
 import sys
 from pathlib import Path
 
@@ -38,7 +47,10 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=3.0)
     parser.add_argument("--load", type=float, default=0.25, help="share of the measured capacity to offer")
     parser.add_argument("--markdown", type=Path)
+    parser.add_argument("--tcpkali", type=Path, help="a tcpkali binary, to measure at the same rate alongside")
     args = parser.parse_args()
+    if args.tcpkali and not os.access(args.tcpkali, os.X_OK):
+        sys.exit(f"openloop_lateness: --tcpkali {args.tcpkali}: not an executable file")
     cores = sorted(os.sched_getaffinity(0))
     if len(cores) < 2:
         sys.exit("openloop_lateness: needs two cores (one for the server, one for the client)")
@@ -75,6 +87,8 @@ def main() -> None:
                     **{f"late_{k}": result["send_lateness_us"][k] for k in ("p50", "p99", "max")},
                 }
             )
+            if args.tcpkali:
+                rows[-1].update(tcpkali(args.tcpkali, server.address, cores[0], rate, args.duration))
             print(rows[-1], flush=True)
     finally:
         server.stop()
@@ -82,6 +96,32 @@ def main() -> None:
     print(text)
     if args.markdown:
         args.markdown.write_text(text + "\n")
+
+
+MARKER = "EchoLoadMark"
+
+
+def tcpkali(binary: Path, address: tuple, core: int, rate: int, seconds: float) -> dict:
+    """tcpkali at ``rate`` messages/s in all over 20 connections: its p50/p90/p99 in us, and its rate."""
+    message = "x" * (64 - len(MARKER)) + MARKER
+    out = subprocess.run(
+        [
+            str(binary), "-c", "20", "-r", f"{rate / 20:.3f}", "-m", message, "--latency-marker", MARKER,
+            "--latency-percentiles", "50,90,99", "-T", f"{seconds:g}s", f"{address[0]}:{address[1]}",
+        ],
+        capture_output=True, text=True, timeout=seconds + 60, preexec_fn=lambda: os.sched_setaffinity(0, {core}),
+    )  # fmt: skip
+    text = out.stdout + out.stderr
+    found = re.search(r"Message latency at percentiles: ([\d.]+)/([\d.]+)/([\d.]+) ms", text)
+    sent = re.search(r"Total data received:.*\((\d+) bytes\)", text)
+    duration = re.search(r"Test duration: ([\d.]+) s", text)
+    if out.returncode != 0 or not found:
+        sys.exit(f"openloop_lateness: tcpkali failed ({out.returncode}): {text[-500:]}")
+    rate_seen = int(sent.group(1)) / 64 / float(duration.group(1)) if sent and duration else float("nan")
+    return {
+        "kali_msgs_per_s": rate_seen,
+        **{f"kali_{k}": float(v) * 1000 for k, v in zip(("p50", "p90", "p99"), found.groups())},
+    }
 
 
 def report(rows: list[dict], capacity: float, rate: int, args, before: tuple, after: tuple) -> str:
@@ -108,6 +148,26 @@ def report(rows: list[dict], capacity: float, rate: int, args, before: tuple, af
         f"**Median send lateness p99: {med['late_p99']} us** (goal <= 50 us); median latency "
         f"p50/p90/p99 {med['lat_p50']} / {med['lat_p90']} / {med['lat_p99']} us.",
     ]
+    if "kali_p99" in rows[0]:
+        lines += [
+            "",
+            "tcpkali at the same offered rate, on the same core, alternating with echo-load round by round "
+            f"(`{' '.join(['tcpkali', '-c', '20', '-r', f'{rate / 20:.3f}', '-m', '<64 B ending in a marker>', '--latency-marker', MARKER, '-T', f'{args.duration:g}s'])}`):",
+            "",
+            "| round | tcpkali msg/s | p50 us | p90 | p99 | echo-load p99 / tcpkali p99 |",
+            "|---:|---:|---:|---:|---:|---:|",
+        ]
+        for row in rows:
+            lines.append(
+                f"| {row['round']} | {row['kali_msgs_per_s']:,.0f} | {row['kali_p50']:.0f} | {row['kali_p90']:.0f} | "
+                f"{row['kali_p99']:.0f} | {row['lat_p99'] / row['kali_p99']:.2f}x |"
+            )
+        ratio = statistics.median(row["lat_p99"] / row["kali_p99"] for row in rows)
+        lines += [
+            "",
+            f"**echo-load p99 / tcpkali p99: median {ratio:.2f}x** (goal <= 1.5x). tcpkali reports in steps of "
+            "0.1 ms and times a message from when its loop writes it, echo-load from when it was due.",
+        ]
     return "\n".join(lines)
 
 

@@ -521,9 +521,9 @@ def machine_note() -> dict:
 
 def write_results(results: dict, args, command: str, started: datetime.datetime, note: dict) -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
-    settings = {k: v for k, v in vars(args).items() if k != "no_write"}
+    settings = {k: v for k, v in vars(args).items() if k not in ("no_write", "name")}
     command += "" if not args.framework_path else "  # (framework from --framework-path)"
-    (RESULTS / "overhead.json").write_text(
+    (RESULTS / f"{args.name}.json").write_text(
         json.dumps(
             {
                 "date": started.isoformat(timespec="seconds"),
@@ -538,7 +538,7 @@ def write_results(results: dict, args, command: str, started: datetime.datetime,
         + "\n"
     )
     load = ", ".join(f"{x:.2f}" for x in note["load_average_at_start"])
-    (RESULTS / "overhead.md").write_text(f"""# Framework overhead: each backend against a bare reference server
+    (RESULTS / f"{args.name}.md").write_text(f"""# Framework overhead: each backend against a bare reference server
 
 {table(results)}
 
@@ -575,6 +575,9 @@ def parse_args(argv: list[str] | None = None):
         "--framework-path", metavar="DIR", help="directory holding another copy of the echoserver package to measure"
     )
     parser.add_argument("--no-write", action="store_true", help="print only; leave bench/results alone")
+    parser.add_argument(
+        "--name", default="overhead", help="write bench/results/NAME.md and NAME.json (e.g. overhead_fork)"
+    )
     args = parser.parse_args(argv)
     args.backends = [b.strip() for b in args.backends.split(",") if b.strip()]
     unknown = set(args.backends) - set(BACKENDS)
@@ -607,7 +610,7 @@ def main(argv: list[str] | None = None) -> int:
     print(table(results))
     if not args.no_write:
         write_results(results, args, command, started, note)
-        print(f"\nwritten: {RESULTS / 'overhead.md'}, {RESULTS / 'overhead.json'}")
+        print(f"\nwritten: {RESULTS / (args.name + '.md')}, {RESULTS / (args.name + '.json')}")
     return 0
 
 

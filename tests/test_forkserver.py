@@ -142,10 +142,15 @@ class FakeForkServer:
 
         self.table = SlotTable(4)
         self._events = events
+        self.signalled: list[tuple[int, int]] = []
 
     def events(self):
         events, self._events = self._events, []
         return events
+
+    def signal(self, pid: int, signum: int) -> None:
+        """The real one forwards to the fork server, which signals only children it has not reaped."""
+        self.signalled.append((pid, signum))
 
 
 def test_a_child_gone_before_the_drain_signals_it_is_still_retired() -> None:
@@ -163,3 +168,36 @@ def test_a_child_gone_before_the_drain_signals_it_is_still_retired() -> None:
     backend.stopping = True
     backend._handle_events()
     assert backend.rows == {} and backend.stats.snapshot()["closed"] == 1
+    assert backend.forkserver.signalled == [(gone, signal.SIGTERM)]  # through the fork server, not os.kill
+
+
+def test_a_stale_pid_is_never_signalled_by_the_main_process() -> None:
+    """A connection process the fork server reaped frees its PID; the main process hears of it a little later.
+
+    Had the main process signalled that PID itself (SIGUSR1 for counters, SIGTERM for the drain),
+    a process that took the PID over in between would be hit: SIGUSR1's default action kills.
+    Here a stranger (not a connection process) sits in a row, as a recycled PID would: it must
+    survive both a counter request and the drain, while the real connection process is drained.
+    """
+    import subprocess
+
+    stranger = subprocess.Popen(["sleep", "60"])
+    try:
+        with running_server(backend="fork", port=0, grace=2.0) as server:
+            sock = connect(server.address)
+            echo_via(sock, b"x" * 10)
+            backend = server.backend
+            assert wait_for(lambda: any(backend.rows.values()))
+            real = next(pid for pid in backend.rows.values() if pid)
+            spare = next(row for row in range(100) if row not in backend.rows)
+            backend.rows[spare] = stranger.pid  # a row whose PID was reaped and reused (the race)
+            server.snapshot()  # asks every row's PID for its counters
+            time.sleep(0.2)  # give a wrongly sent SIGUSR1 time to land (nothing to wait for if it was right)
+            assert stranger.poll() is None, "the main process signalled a PID that is not its fork server's child"
+            del backend.rows[spare]
+            sock.close()
+        assert stranger.poll() is None
+        assert not psutil.pid_exists(real) or psutil.Process(real).status() == psutil.STATUS_ZOMBIE
+    finally:
+        stranger.kill()
+        stranger.wait()

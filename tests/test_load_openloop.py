@@ -80,3 +80,16 @@ def test_client_late_warning_when_lateness_is_most_of_the_latency(server, tmp_pa
     )
     assert proc.returncode == 0
     assert "sent late" in proc.stdout and "warning: client-late" in proc.stderr
+
+
+def test_an_open_loop_is_judged_by_its_punctuality_not_its_busy_polling():
+    from echoclients.load.sampling import judge_bottleneck
+
+    busy = {"cpu": {"saturated": True}, "server": {"cpu_percent": 40.0}, "rate": 30000.0}
+    punctual, late = {**busy, "client_late": False}, {**busy, "client_late": True}
+    judge_bottleneck(punctual)
+    judge_bottleneck(late)
+    assert punctual["client_bound"] is False and late["client_bound"] is True
+    closed = {"cpu": {"saturated": True}, "server": {"cpu_percent": 40.0}, "rate": None}
+    judge_bottleneck(closed)
+    assert closed["client_bound"] is True

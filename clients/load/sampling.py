@@ -109,7 +109,15 @@ def _own_rss() -> int:
 
 
 def judge_bottleneck(result: dict) -> None:
-    """Set ``client_bound``: the client was saturated while the server was not (None: can't tell)."""
+    """Set ``client_bound``: the client was saturated while the server was not (None: can't tell).
+
+    An open loop (``--rate``) spends the last tens of microseconds before each
+    send polling, so it is busy whenever its sends are close together; what
+    says whether it held the server back there is its punctuality, ``client_late``.
+    """
+    if result.get("rate") and "client_late" in result:
+        result["client_bound"] = bool(result["client_late"])
+        return
     client_saturated = (result.get("cpu") or {}).get("saturated", False)
     server = result.get("server") or {}
     server_percent = server.get("cpu_percent")

@@ -62,7 +62,7 @@ class ForkPerConnectionBackend(BlockingBackend):
         if self.forkserver is None:
             return super().snapshot()
         live = list(self.rows.items())
-        self.forkserver.collect([pid for _, pid in live if pid], [row for row, pid in live if pid])
+        self.forkserver.collect([pid for _, pid in live if pid], [row for row, pid in live if pid], self._signal_pid)
         with self._lock:
             totals = super().snapshot()
             add(totals, self.forkserver.table.total(list(self.rows)))
@@ -125,7 +125,7 @@ class ForkPerConnectionBackend(BlockingBackend):
             if kind == b"F" and row in self.rows:
                 self.rows[row] = pid
                 if self.stopping:  # forked while we drain: it drains too (it may be gone already)
-                    signal_all([pid], self._kill_signal)
+                    self.forkserver.signal(pid, self._kill_signal)
             elif kind == b"X" and row in self.rows:
                 self._retire(row)
             elif kind == b"D":
@@ -195,4 +195,12 @@ class ForkPerConnectionBackend(BlockingBackend):
             self.on_wake()
 
     def _signal_children(self, signum: int) -> None:
-        signal_all([pid for pid in self.rows.values() if pid], signum)
+        for pid in [pid for pid in self.rows.values() if pid]:
+            self._signal_pid(pid, signum)
+
+    def _signal_pid(self, pid: int, signum: int) -> None:
+        """Signal a connection process through whichever process is its parent, and so knows it still lives."""
+        if any(self.rows.get(row) == pid for row in tuple(self.adopted)):  # tuple: snapshot() runs in another thread
+            signal_all([pid], signum)  # ours since the fork server died; we reap it, so the PID is still its own
+        else:
+            self.forkserver.signal(pid, signum)

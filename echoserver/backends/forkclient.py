@@ -18,6 +18,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from echoserver.backends.forkserver import MESSAGE
@@ -106,6 +107,21 @@ class ForkServerClient:
         except OSError as exc:
             raise ForkServerGone(str(exc)) from None
 
+    def signal(self, pid: int, signum: int) -> None:
+        """Have the fork server send ``signum`` to its child ``pid``, if that child is still unreaped.
+
+        Not ``os.kill`` from here: the fork server reaps its children, and a
+        PID it has reaped may already belong to another process by the time
+        this one learns of the exit. If the fork server is gone, its children
+        are this process's own (adopted) and the caller signals them itself.
+        """
+        if self.ctl is None:
+            return
+        try:
+            self.ctl.send(MESSAGE.pack(b"K", 0, pid, signum))
+        except OSError:
+            pass  # it just died: the death is handled as the control socket reports it
+
     def watch(self) -> list:
         """What to wait on for news: the control socket (while a fork server runs) and the log pipe."""
         return [self.ctl, self.log_r] if self.ctl is not None else [self.log_r]
@@ -144,16 +160,16 @@ class ForkServerClient:
             except ValueError:
                 log.warning("unreadable log record from a connection process: %r", record[:200])
 
-    def collect(self, pids: list[int], rows: list[int]) -> None:
-        """Ask every connection process for its counters and wait (briefly) until each has published them."""
+    def collect(self, pids: list[int], rows: list[int], send_signal: Callable[[int, int], None]) -> None:
+        """Ask every connection process for its counters and wait (briefly) until each has published them.
+
+        ``send_signal(pid, signum)`` delivers the request safely (see :meth:`signal`).
+        """
         if not pids:
             return
         generation = self.requests.ask()
         for pid in pids:
-            try:
-                os.kill(pid, signal.SIGUSR1)
-            except ProcessLookupError:
-                pass
+            send_signal(pid, signal.SIGUSR1)
         deadline = time.monotonic() + ANSWER_TIMEOUT
         pending = list(rows)
         while pending and time.monotonic() < deadline:

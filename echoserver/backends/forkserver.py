@@ -116,7 +116,13 @@ class ForkServer:
         if not message:  # the main process closed its end, or died
             self.orphaned()
             return
-        _, row, _, _ = MESSAGE.unpack(message)
+        kind, row, pid, signum = MESSAGE.unpack(message)
+        if kind == b"K":
+            # Signal a child for the main process: only its parent knows that a PID is still the
+            # child's (not yet reaped, so not yet reused); the main process could hit a stranger.
+            if pid in self.children:
+                os.kill(pid, signum)
+            return
         if not ancillary or len(ancillary[0][2]) < FD.size:
             self.report(b"X", row, 0, 1 << 8)
             return
