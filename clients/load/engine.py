@@ -92,6 +92,8 @@ class EpollWorker(Connecting):
         try:
             self.connect_all()
             self.schedule.wait()
+            if self.probe:  # every worker, in every process, has connected: nothing has been sent yet
+                self.probe("connected")
             now = clock()
             self.measure_at = now + int(self.spec.warmup_seconds * 1e9)
             self.stop_at = self.measure_at + int(self.spec.run_seconds * 1e9)

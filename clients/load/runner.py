@@ -48,9 +48,16 @@ def run(spec: LoadSpec, on_progress: Callable[[list, list], None] | None = None)
     reporter.set()
     result = merge(parts)
     result["server"] = server = parts[0].get("server")  # sampled by the first process only: merge() would drop it
-    if server and server.get("pss_mb") is not None and server.get("pss_mb_before") is not None:
-        # Sampled before the first connect and with every connection open: what holding them costs.
-        server["bytes_per_connection"] = round((server["pss_mb"] - server["pss_mb_before"]) * 2**20 / spec.clients)
+    if server and server.get("pss_mb_before") is not None:
+        # Sampled before the first connect, once every connection was open (before any message), and at the
+        # window's end: what holding the connections costs, and what the traffic then added to that.
+        held, after = server.get("pss_mb_connected"), server.get("pss_mb")
+        for key, mib in (
+            ("bytes_per_connection", held if held is not None else after),
+            ("bytes_per_connection_after_run", after),
+        ):
+            if mib is not None:
+                server[key] = round((mib - server["pss_mb_before"]) * 2**20 / spec.clients)
     result["processes"] = spec.processes
     result["parts"] = 1
     result["timeline"] = timeline.as_dict()

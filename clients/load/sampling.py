@@ -25,8 +25,14 @@ class CpuProbe:
         self.rss_before = _own_rss()  # before any connection exists: what they add is theirs
         self.server_before = self._server_memory() if server_pid else None  # likewise for the server
         self.rss_connected = 0
+        self.server_connected: tuple | None = None
 
     def mark(self, moment: str) -> None:
+        """``connected`` (every connection open, no message sent yet), then ``start`` and ``end`` of the window."""
+        if moment == "connected":
+            # What holding the connections costs the server, before traffic grows its buffers and heap.
+            self.server_connected = self._server_memory() if self.server_pid else None
+            return
         memory = self._server_memory() if moment == "end" else None
         if moment == "start":  # every connection of this process is open by now (the barrier)
             self.rss_connected = _own_rss()
@@ -53,6 +59,7 @@ class CpuProbe:
             "rss_mb": rss,
             "pss_mb": pss,
             "pss_mb_before": before,
+            "pss_mb_connected": self.server_connected[1] if self.server_connected else None,
         }
 
     def _percent(self, field: int) -> float | None:

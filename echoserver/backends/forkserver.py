@@ -57,18 +57,21 @@ def Owner(config, tls, banner: bytes):  # noqa: N802 - stands where a class stoo
     how to sleep and wait). Its counters are set before the first fork; each child counts into its own copy."""
     from echoserver.backends.state import ServerState
 
-    return ServerState("fork", config, None, tls, banner)
+    state = ServerState("fork", config, None, tls, banner)
+    state.counts_on_exit = True  # counters are published on request (SIGUSR1) and at the end only
+    return state
 
 
 class ForkServer:
     def __init__(self, ctl: socket.socket, owner, table, requests) -> None:
         # Everything a child runs is imported here, once, before any fork: an import in the
         # child would cost every connection its own copy of the module.
-        from echoserver.backends.stream import BlockingConnection
+        from echoserver.backends.stream import BlockingConnection, counts_held_by
         from echoserver.observability.stats import Stats
         from echoserver.processes.children import fork_child, set_process_name
 
         self.connection_class, self.stats_class = BlockingConnection, Stats
+        self.counts_held_by = counts_held_by
         self.ctl, self.owner, self.table, self.requests = ctl, owner, table, requests
         self.fork_child, self.set_process_name = fork_child, set_process_name
         self.children: dict[int, int] = {}  # pid -> row
@@ -188,16 +191,19 @@ class ForkServer:
         except OSError:
             peer = None
         connection = self.connection_class(sock, owner, peer)
-        table, requests, draining = self.table, self.requests, False
+        table, requests, draining, counts_held_by = self.table, self.requests, False, self.counts_held_by
 
-        def publish() -> None:
+        def publish(frame=None) -> None:
             # Only what the main process cannot count itself: it knows accepts and exits.
-            table.write(row, {**stats.snapshot(), "accepted": 0, "closed": 0, "active": 0})
+            totals = stats.snapshot()
+            for name, held in zip(("bytes_in", "bytes_out", "messages"), counts_held_by(frame)):
+                totals[name] += held  # what the echo loop holds in its locals until it ends
+            table.write(row, {**totals, "accepted": 0, "closed": 0, "active": 0})
 
-        def on_signal(signum: int, frame: object) -> None:
+        def on_signal(signum: int, frame) -> None:
             nonlocal draining
             if signum == SIGUSR1:
-                publish()
+                publish(frame)
                 requests.answer(row)
             elif signum == SIGALRM or draining:
                 connection.abort()

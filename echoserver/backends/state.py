@@ -66,6 +66,9 @@ class ServerState:
         self.banner = banner
         self.trusted = TrustedSources(config.proxy_trusted)
         self.stopping = False
+        # A fork child publishes its counters only when asked and as it ends: its plain echo may
+        # keep them in locals between messages (BlockingConnection._echo_counting_on_exit).
+        self.counts_on_exit = False
         self.sleep = sleep
         self.wait_socket = wait_socket
         self.loop: asyncio.AbstractEventLoop | None = None

@@ -149,6 +149,37 @@ class BlockingConnection:
             if remaining <= 0 or not state.wait_socket(sock, writable, remaining):
                 raise Refused("tls_timeout", f"TLS handshake not done within {timeout}s")
 
+    def _echo_counting_on_exit(self, sock: socket.socket, counters, size: int) -> bool:
+        """A fork child's plain echo: the bare reference loop, its counts kept in locals until it ends.
+
+        A connection process publishes its counters only when the main process asks
+        (SIGUSR1) and as it exits, so nothing reads ``counters`` between messages;
+        updating three of its attributes per message (each a new int object past 256)
+        doubled the bytecode this loop runs and cost the fork backend 3-5% of a core
+        against the bare loop (perf, 200 x 1 KiB). The SIGUSR1 handler reads the
+        locals off this frame (:func:`counts_held_by`); the ``finally`` folds them in
+        without a call or a backward jump, so no handler runs half-way through it.
+        """
+        recv, sendall = sock.recv, sock.sendall
+        received = count = unsent = 0
+        try:
+            while True:
+                data = recv(size)
+                if not data:
+                    return True
+                received += len(data)
+                try:
+                    sendall(data)
+                except BaseException:
+                    unsent = len(data)
+                    raise
+                count += 1
+        finally:
+            counters.bytes_in += received
+            counters.bytes_out += received - unsent
+            counters.messages += count
+            received = count = unsent = 0
+
     def _echo(self, sock: socket.socket, handler, counters, pacing: Pacing | None, first: bytes = b"") -> bool:
         """The loop: read, hand to the handler, send what it returns, until EOF (True) or the server closes.
 
@@ -164,6 +195,8 @@ class BlockingConnection:
             counters.messages += units
             if handler.closing:
                 return False
+        if handler is PLAIN_ECHO and pacing is None and self.state.counts_on_exit:
+            return self._echo_counting_on_exit(sock, counters, size)
         if handler is PLAIN_ECHO and pacing is None:
             # What the handler would do, without calling it: the loop of the bare reference servers
             # plus three counters (docs/overhead.md measures what the call cost). `while True`, not
@@ -238,3 +271,18 @@ class BlockingConnection:
     def abort(self) -> None:
         """Cut the connection now: a blocked ``recv`` or ``sendall`` fails at once."""
         shutdown_socket(self.sock, socket.SHUT_RDWR)
+
+
+def counts_held_by(frame) -> tuple[int, int, int]:
+    """``(bytes_in, bytes_out, messages)`` that a :meth:`BlockingConnection._echo_counting_on_exit`
+    on ``frame``'s stack holds in its locals, not yet in its counters; zeros when none runs there.
+
+    Called from a signal handler, whose ``frame`` is the Python frame the signal interrupted.
+    """
+    code = BlockingConnection._echo_counting_on_exit.__code__
+    while frame is not None:
+        if frame.f_code is code:
+            held = frame.f_locals
+            return held["received"], held["received"] - held["unsent"], held["count"]
+        frame = frame.f_back
+    return 0, 0, 0
