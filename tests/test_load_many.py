@@ -183,3 +183,5 @@ def test_server_is_sampled_when_the_load_is_spread_over_processes():
     # The supervisor and its two workers, sampled once (by the first process), kept through the merge.
     assert result["server"]["processes"] == 3 and result["server"]["pss_mb"] > 0
     assert result["server"]["pss_mb_before"] > 0 and "bytes_per_connection" in result["server"]
+    # Held connections are measured once all are open and before any message; the run's end separately.
+    assert result["server"]["pss_mb_connected"] > 0 and "bytes_per_connection_after_run" in result["server"]

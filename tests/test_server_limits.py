@@ -64,23 +64,25 @@ def test_thread_backend_out_of_threads_refuses_the_connection_and_keeps_serving(
             raise RuntimeError("can't start new thread")
         start(thread)
 
+    def connect(address) -> socket.socket:
+        # A connect may meet an RST meant for an earlier connection from the same local port (seen
+        # under xdist, for either client here): a fresh port then, never a sleep.
+        for attempt in range(3):
+            try:
+                return socket.create_connection(address, timeout=5)
+            except ConnectionResetError:
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
     with running_server(backend="thread", port=0) as server:
         monkeypatch.setattr(threading.Thread, "start", no_threads_for_connections)
-        with socket.create_connection(server.address, timeout=5) as refused:
+        with connect(server.address) as refused:
             with pytest.raises((ConnectionResetError, BrokenPipeError)):  # reset on purpose: no thread reads it
                 refused.sendall(b"x")
                 refused.recv(1)
         monkeypatch.setattr(threading.Thread, "start", start)
-        # The next client is served. Its connect may meet the RST of the refused one when the
-        # kernel hands it the same local port (seen under xdist): a fresh port then, never a sleep.
-        for attempt in range(3):
-            try:
-                served = socket.create_connection(server.address, timeout=5)
-                break
-            except ConnectionResetError:
-                if attempt == 2:
-                    raise
-        with served:
+        with connect(server.address) as served:  # the next client is served
             served.sendall(b"ping")
             assert served.recv(4) == b"ping"
         assert server.snapshot()["error_thread_start"] == 1

@@ -50,8 +50,16 @@ METRICS: dict[str, Callable[[dict], Any]] = {
 
 
 def _kib_per_connection(r: dict):
-    """What the connections added to the server's PSS over its idle size, per connection."""
-    pss, idle, clients = (r.get("server") or {}).get("pss_mb"), r.get("server_idle_pss_mb"), r.get("clients")
+    """What the connections added to the server's PSS over its idle size, per connection: sampled with
+    every connection open and before any message where echo-load did (``pss_mb_connected``), so that
+    buffers and heap the traffic grew afterwards are not charged to holding a connection."""
+    server = r.get("server") or {}
+    held = server.get("pss_mb_connected")
+    pss, idle, clients = (
+        held if held is not None else server.get("pss_mb"),
+        r.get("server_idle_pss_mb"),
+        r.get("clients"),
+    )
     return round((pss - idle) * 1024 / clients, 1) if pss is not None and idle is not None and clients else None
 
 
