@@ -439,3 +439,47 @@ def test_the_python_loop_can_be_chosen_by_environment(fast_server):
         [*args, "--clients", "2", "--requests", "100", "--json"], capture_output=True, text=True, env=env, cwd=ROOT
     )
     assert out.returncode == 0 and json.loads(out.stdout)["hot_loop"] == "python"
+
+
+def swallow_after_ten(conn: socket.socket) -> None:
+    """Echoes ten messages, then reads and never replies: the client's --timeout must end it."""
+    replies = 0
+    while data := conn.recv(65536):
+        if replies < 10:
+            conn.sendall(data)
+        replies += 1
+
+
+@pytest.mark.parametrize("loop", LOOPS)
+def test_a_reply_overdue_past_timeout_is_a_timeout_in_either_loop(loop):
+    # The compiled loop keeps each send time in its table: the sweep must see the table's, not a stale one.
+    with misbehaving_server(swallow_after_ten) as address:
+        code, result, _ = echo_load(
+            *port_args(address), "--clients", "2", "--timeout", "0.3", "--duration", "1.5", "--warmup", "0",
+            "--hot-loop", loop, "--json",
+        )  # fmt: skip
+    assert code == 1
+    assert result["errors"] == {"timeout": 2} and result["mismatches"] == 0
+    # Replies before the window opened (its first tick) are not counted: at most the 20 echoed.
+    assert result["messages"] == sum(result["per_connection"]) <= 20
+
+
+def reply_after_50ms(conn: socket.socket) -> None:
+    import time
+
+    while data := conn.recv(65536):
+        time.sleep(0.05)
+        conn.sendall(data)
+
+
+@pytest.mark.parametrize("loop", LOOPS)
+def test_slow_but_steady_replies_are_never_timeouts_in_either_loop(loop):
+    # Each reply within --timeout, the run four times longer: a sweep reading a send time the
+    # compiled loop had moved on from would call a steady connection overdue.
+    with misbehaving_server(reply_after_50ms) as address:
+        code, result, stderr = echo_load(
+            *port_args(address), "--clients", "2", "--timeout", "0.3", "--duration", "1.2", "--warmup", "0",
+            "--hot-loop", loop, "--json",
+        )  # fmt: skip
+    assert code == 0, stderr
+    assert result["errors"] == {} and result["messages"] >= 20

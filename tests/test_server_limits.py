@@ -65,8 +65,8 @@ def test_thread_backend_out_of_threads_refuses_the_connection_and_keeps_serving(
         start(thread)
 
     def connect(address) -> socket.socket:
-        # A connect may meet an RST meant for an earlier connection from the same local port (seen
-        # under xdist, for either client here): a fresh port then, never a sleep.
+        # The served client's connect may meet the RST of the refused one when the kernel hands it
+        # the same local port (seen under xdist): a fresh port then, never a sleep.
         for attempt in range(3):
             try:
                 return socket.create_connection(address, timeout=5)
@@ -77,8 +77,9 @@ def test_thread_backend_out_of_threads_refuses_the_connection_and_keeps_serving(
 
     with running_server(backend="thread", port=0) as server:
         monkeypatch.setattr(threading.Thread, "start", no_threads_for_connections)
-        with connect(server.address) as refused:
-            with pytest.raises((ConnectionResetError, BrokenPipeError)):  # reset on purpose: no thread reads it
+        # Reset on purpose, no thread reads it; the reset may land before connect() has returned.
+        with pytest.raises((ConnectionResetError, BrokenPipeError)):
+            with socket.create_connection(server.address, timeout=5) as refused:
                 refused.sendall(b"x")
                 refused.recv(1)
         monkeypatch.setattr(threading.Thread, "start", start)

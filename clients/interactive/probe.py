@@ -180,34 +180,28 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"echo-probe: error: {message} (see echo-probe --help)\n")
 
 
-def _port(text: str) -> int:
-    try:
-        port = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
-    if not 1 <= port <= 65535:
-        raise argparse.ArgumentTypeError(f"{port} is not a port number (1-65535)")
-    return port
+def _checked(parse, ok, what: str, out_of_range: str):
+    """An argparse type: ``parse(text)``, kept if ``ok(value)``; ``what`` and ``out_of_range`` word the errors."""
+
+    def convert(text: str):
+        try:
+            value = parse(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
+        if not ok(value):
+            raise argparse.ArgumentTypeError(out_of_range.format(text=text, value=value))
+        return value
+
+    return convert
 
 
-def _positive(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
-    if not 0 < value <= 3600:
-        raise argparse.ArgumentTypeError(f"{text} must be more than 0 and at most 3600 seconds")
-    return value
-
-
-def _nonce_size(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of bytes") from None
-    if not 2 <= value <= 1 << 20:
-        raise argparse.ArgumentTypeError(f"{value} must be between 2 and 1048576 bytes")
-    return value
+_port = _checked(int, lambda v: 1 <= v <= 65535, "a port number", "{value} is not a port number (1-65535)")
+_positive = _checked(
+    float, lambda v: 0 < v <= 3600, "a number of seconds", "{text} must be more than 0 and at most 3600 seconds"
+)
+_nonce_size = _checked(
+    int, lambda v: 2 <= v <= 1 << 20, "a number of bytes", "{value} must be between 2 and 1048576 bytes"
+)
 
 
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:

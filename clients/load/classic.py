@@ -53,6 +53,8 @@ class BlockingWorker:
     def run(self) -> None:
         sock = self.connect()
         self.schedule.wait()
+        if self.probe:  # every connection of the run is open, nothing sent yet (as in EpollWorker.run)
+            self.probe("connected")
         try:
             if sock is not None:
                 self.loop(sock)

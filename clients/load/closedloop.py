@@ -20,6 +20,9 @@ _NO_LIMIT = 1 << 62
 class ClosedLoopWorker(EpollWorker):
     """A closed loop: at most ``--pipeline`` messages in flight on each connection."""
 
+    table: hotloop.ConnectionTable | None = None  # while the compiled loop runs
+    brought_back = False  # this housekeeping has copied the table's rows back
+
     def drive(self, now: int) -> None:
         """``--pipeline`` messages out on each connection, then one more for each reply."""
         for conn in self.conns:
@@ -38,7 +41,7 @@ class ClosedLoopWorker(EpollWorker):
         :class:`Connection` objects only when something reads them: the
         timeout sweep, the window's edges, a replaced connection, the end.
         """
-        table = hotloop.ConnectionTable(self.conns)
+        self.table = table = hotloop.ConnectionTable(self.conns)
         table.push_all()
         latencies = array("q", bytes(8 * max(1 << 16, 2 * len(self.conns))))
         raw = memoryview(latencies).cast("B")
@@ -62,14 +65,23 @@ class ClosedLoopWorker(EpollWorker):
                     if conn.sock is not None:
                         table.push(conn)
                 if now >= self.next_tick or self.completed >= self.stop_after:
-                    if self.reads_connections(now):
-                        table.pull_all()
-                        self.housekeeping()
+                    self.brought_back = False
+                    self.housekeeping()
+                    if self.brought_back:
                         table.push_all()
-                    else:
-                        self.housekeeping()
         finally:
             table.pull_all()
+            self.table = None
+
+    def bring_back_connections(self) -> None:
+        """The compiled loop's rows back into the :class:`Connection` objects, once per housekeeping.
+
+        Only then: a copy of every row costs a few microseconds per connection, so it is made
+        for the timeout sweep, the window's start and a reconnect, not on every 20 ms tick.
+        """
+        if self.table is not None and not self.brought_back:
+            self.table.pull_all()
+            self.brought_back = True
 
     def deferred_event(self, conn: Connection, kind: int, value, now: int) -> None:
         """What the C loop handed back, done as :meth:`closed_loop` would have done it."""
@@ -84,14 +96,6 @@ class ClosedLoopWorker(EpollWorker):
             self.general_event(conn, value)
         else:
             self.fail(conn, error_kind(value))
-
-    def reads_connections(self, now: int) -> bool:
-        """Whether :meth:`housekeeping` at ``now`` will look at the connections' own state."""
-        if now >= self.next_sweep or self.lost or not self.by_fd:
-            return True
-        if not self.window:
-            return now >= self.measure_at
-        return now >= self.stop_at or self.completed >= self.stop_after
 
     def closed_loop(self) -> None:
         """Each complete reply releases the next message on its connection.

@@ -206,10 +206,12 @@ class EpollWorker(Connecting):
         now = clock()
         self.next_tick = now + int(TICK_S * 1e9)
         if not self.window and now >= self.measure_at:
+            self.bring_back_connections()
             self.open_window(now)
         if self.window and (now >= self.stop_at or self.completed >= self.stop_after):
             self.close_window(now)
         if now >= self.next_sweep:  # a walk over every connection: a few times a second, not every tick
+            self.bring_back_connections()
             self.next_sweep = now + SWEEP_NS
             stale = now - self.timeout_ns
             for conn in self.conns:
@@ -218,6 +220,7 @@ class EpollWorker(Connecting):
         if self.spec.tls:
             self.read_tls_buffers()
         if self.lost and self.running:
+            self.bring_back_connections()
             self.reopen()
         if not self.by_fd and not self.lost:
             self.running = False
@@ -226,6 +229,13 @@ class EpollWorker(Connecting):
         self.latency.maybe_fold()
         if self.progress is not None:
             self.progress[self.slot] = self.completed - (self.baseline_total if self.window else 0)
+
+    def bring_back_connections(self) -> None:
+        """Called before housekeeping reads the connections' own state (their counts, send times, sockets).
+
+        The Python loops keep that state in the :class:`Connection` objects all along; the compiled
+        closed loop keeps it in a table and copies it back here (``ClosedLoopWorker``).
+        """
 
     def reopen(self) -> None:
         """``--reconnect``: see :func:`echoclients.load.reconnect.replace_lost`."""

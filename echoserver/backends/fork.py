@@ -61,8 +61,7 @@ class ForkPerConnectionBackend(BlockingBackend):
     def snapshot(self) -> dict:
         if self.forkserver is None:
             return super().snapshot()
-        live = list(self.rows.items())
-        self.forkserver.collect([pid for _, pid in live if pid], [row for row, pid in live if pid], self._signal_pid)
+        self.forkserver.collect([row for row, pid in list(self.rows.items()) if pid], self._signal_children)
         with self._lock:
             totals = super().snapshot()
             add(totals, self.forkserver.table.total(list(self.rows)))
@@ -157,16 +156,18 @@ class ForkPerConnectionBackend(BlockingBackend):
     def _reap_adopted(self) -> None:
         for row in list(self.adopted):
             pid = self.rows[row]
-            try:
-                done = os.waitpid(pid, os.WNOHANG)[0]
-            except ChildProcessError:  # not re-parented yet, or reaped by the fork server as it died
+            with self._lock:  # reaped and forgotten together: _signal_children never sees a reaped PID
                 try:
-                    os.kill(pid, 0)
-                    continue
-                except ProcessLookupError:
-                    done = pid
+                    done = os.waitpid(pid, os.WNOHANG)[0]
+                except ChildProcessError:  # not re-parented yet, or reaped by the fork server as it died
+                    try:
+                        os.kill(pid, 0)
+                        continue
+                    except ProcessLookupError:
+                        done = pid
+                if done:
+                    self.adopted.discard(row)
             if done:
-                self.adopted.discard(row)
                 self._retire(row)
 
     def _retire(self, row: int) -> None:
@@ -195,12 +196,8 @@ class ForkPerConnectionBackend(BlockingBackend):
             self.on_wake()
 
     def _signal_children(self, signum: int) -> None:
-        for pid in [pid for pid in self.rows.values() if pid]:
-            self._signal_pid(pid, signum)
-
-    def _signal_pid(self, pid: int, signum: int) -> None:
-        """Signal a connection process through whichever process is its parent, and so knows it still lives."""
-        if any(self.rows.get(row) == pid for row in tuple(self.adopted)):  # tuple: snapshot() runs in another thread
-            signal_all([pid], signum)  # ours since the fork server died; we reap it, so the PID is still its own
-        else:
-            self.forkserver.signal(pid, signum)
+        """Every connection process: the fork server's children through it, in one message (it alone knows
+        which PIDs are still theirs); those adopted since a fork server died are ours, and we signal them."""
+        with self._lock:  # snapshot() calls this from another thread than the one reaping them
+            signal_all([pid for pid in (self.rows.get(row) for row in self.adopted) if pid], signum)
+        self.forkserver.signal(0, signum)

@@ -108,7 +108,10 @@ class ForkServerClient:
             raise ForkServerGone(str(exc)) from None
 
     def signal(self, pid: int, signum: int) -> None:
-        """Have the fork server send ``signum`` to its child ``pid``, if that child is still unreaped.
+        """Have the fork server send ``signum`` to its child ``pid`` (0: to every child), if still unreaped.
+
+        One message for all children, not one each: a drain of hundreds would otherwise fill the
+        control socket while the fork server fills ours with exit reports.
 
         Not ``os.kill`` from here: the fork server reaps its children, and a
         PID it has reaped may already belong to another process by the time
@@ -160,16 +163,15 @@ class ForkServerClient:
             except ValueError:
                 log.warning("unreadable log record from a connection process: %r", record[:200])
 
-    def collect(self, pids: list[int], rows: list[int], send_signal: Callable[[int, int], None]) -> None:
+    def collect(self, rows: list[int], signal_children: Callable[[int], None]) -> None:
         """Ask every connection process for its counters and wait (briefly) until each has published them.
 
-        ``send_signal(pid, signum)`` delivers the request safely (see :meth:`signal`).
+        ``signal_children(signum)`` delivers the request safely (see :meth:`signal`).
         """
-        if not pids:
+        if not rows:
             return
         generation = self.requests.ask()
-        for pid in pids:
-            send_signal(pid, signal.SIGUSR1)
+        signal_children(signal.SIGUSR1)
         deadline = time.monotonic() + ANSWER_TIMEOUT
         pending = list(rows)
         while pending and time.monotonic() < deadline:

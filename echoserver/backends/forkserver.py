@@ -121,10 +121,12 @@ class ForkServer:
             return
         kind, row, pid, signum = MESSAGE.unpack(message)
         if kind == b"K":
-            # Signal a child for the main process: only its parent knows that a PID is still the
-            # child's (not yet reaped, so not yet reused); the main process could hit a stranger.
-            if pid in self.children:
-                os.kill(pid, signum)
+            # Signal a child (pid 0: every child) for the main process: only their parent knows that
+            # a PID is still the child's (not yet reaped, so not yet reused); the main process could
+            # hit a stranger.
+            for child in [pid] if pid else list(self.children):
+                if child in self.children:
+                    os.kill(child, signum)
             return
         if not ancillary or len(ancillary[0][2]) < FD.size:
             self.report(b"X", row, 0, 1 << 8)
