@@ -439,6 +439,11 @@ def test_the_python_loop_can_be_chosen_by_environment(fast_server):
         [*args, "--clients", "2", "--requests", "100", "--json"], capture_output=True, text=True, env=env, cwd=ROOT
     )
     assert out.returncode == 0 and json.loads(out.stdout)["hot_loop"] == "python"
+    env["ECHO_LOAD_HOT_LOOP"] = "pyhton"  # a typo is an error, not the default
+    out = subprocess.run(
+        [*args, "--clients", "2", "--requests", "100"], capture_output=True, text=True, env=env, cwd=ROOT
+    )
+    assert out.returncode == 2 and "ECHO_LOAD_HOT_LOOP='pyhton'" in out.stderr and "Traceback" not in out.stderr
 
 
 def swallow_after_ten(conn: socket.socket) -> None:

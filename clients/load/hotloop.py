@@ -29,9 +29,18 @@ FD, RPOS, SPOS, HIGH, PERIOD, SENT_AT, MESSAGES, STREAM, FAST = range(9)
 STRIDE = 9
 
 
+ENVIRONMENT = "ECHO_LOAD_HOT_LOOP"  # "python": the compiled loop is off, whatever --hot-loop says
+
+
+def environment_error() -> str | None:
+    """What is wrong with ``ECHO_LOAD_HOT_LOOP``, if anything: a typo must not pass for "unset"."""
+    value = os.environ.get(ENVIRONMENT, "")
+    return None if value in ("", "python") else f"{ENVIRONMENT}={value!r}: the only value it takes is python"
+
+
 def available() -> bool:
     """The compiled loop was built, and ``ECHO_LOAD_HOT_LOOP=python`` does not turn it off."""
-    return _hotloop is not None and os.environ.get("ECHO_LOAD_HOT_LOOP", "") != "python"
+    return _hotloop is not None and os.environ.get(ENVIRONMENT, "") != "python"
 
 
 def applies(spec) -> bool:

@@ -156,6 +156,8 @@ class LoadSpec:
     def _check_hot_loop(self) -> None:
         if self.hot_loop not in hotloop.HOT_LOOPS:
             raise SpecError("hot-loop", f"choose one of {', '.join(hotloop.HOT_LOOPS)}")
+        if problem := hotloop.environment_error():
+            raise SpecError("hot-loop", f"{problem} (or unset it)")
         if self.hot_loop != "compiled":
             return
         if not hotloop.applies(self):
