@@ -128,3 +128,24 @@ def test_label_pairs_are_drawn_as_grouped_coloured_bars():
     assert ticks == ["thread", "asyncio"] and legend == ["-1", "-2"]
     assert positions == [-0.2, 0.2, 0.8, 1.2] and colours[0] == colours[2] != colours[1] == colours[3]
     assert layout([{"label": "thread"}, {"label": "asyncio"}])[2] == ["thread", "asyncio"]
+
+
+def test_memory_per_connection_of_server_and_client_is_tabled_from_100_connections():
+    from echoclients.bench.aggregate import summarize_all
+    from echoclients.bench.output import table_rows
+
+    def run(label: str, clients: int) -> dict:
+        return {
+            "label": label,
+            "clients": clients,
+            "ok": True,
+            "server": {"pss_mb_connected": 30.0},
+            "server_idle_pss_mb": 10.0,
+            "client_bytes_per_connection": 1946,
+        }
+
+    header, cells = table_rows(summarize_all([run("asyncio", 10_240)]))
+    row = dict(zip(header, cells[0]))
+    assert row["KiB/conn"] == "2.0" and row["client KiB/conn"] == "1.9"  # 20 MiB / 10,240; 1,946 B
+    header, _ = table_rows(summarize_all([run("asyncio", 20)]))
+    assert "KiB/conn" not in header and "client KiB/conn" not in header  # PSS noise would dominate

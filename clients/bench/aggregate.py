@@ -39,6 +39,7 @@ METRICS: dict[str, Callable[[dict], Any]] = {
     "server_pss_mb": lambda r: (r.get("server") or {}).get("pss_mb"),
     "kib_per_connection": lambda r: _kib_per_connection(r),
     "client_cpu_percent": lambda r: (r.get("cpu") or {}).get("client_percent"),
+    "client_kib_per_connection": lambda r: _kib(r.get("client_bytes_per_connection")),
     "conn_rate_min": lambda r: (r.get("fairness") or {}).get("rate_min"),
     "conn_rate_median": lambda r: (r.get("fairness") or {}).get("rate_median"),
     "conn_rate_max": lambda r: (r.get("fairness") or {}).get("rate_max"),
@@ -61,6 +62,10 @@ def _kib_per_connection(r: dict):
         r.get("clients"),
     )
     return round((pss - idle) * 1024 / clients, 1) if pss is not None and idle is not None and clients else None
+
+
+def _kib(nbytes: int | None) -> float | None:
+    return None if nbytes is None else round(nbytes / 1024, 2)
 
 
 def spread(values: list) -> dict | None:

@@ -115,9 +115,9 @@ def bars(axis, rows: list[dict], metric: str, digits: int = 0, label_values: boo
 
 
 def summary(plt, rows: list[dict], meta: dict):
-    """Throughput, latency, then memory (KiB per connection for ``many``) and server CPU (``cpu``)."""
+    """Throughput, latency, then memory (KiB per connection for ``many`` and ``c100k``) and server CPU (``cpu``)."""
     scenario = meta["scenario"]
-    memory = "kib_per_connection" if scenario == "many" else "server_pss_mb"
+    memory = "kib_per_connection" if scenario in ("many", "c100k") else "server_pss_mb"
     panels = ["throughput", "latency"]
     if any(r["metrics"].get(memory) for r in rows):
         panels.append("memory")

@@ -55,6 +55,7 @@ COLUMNS = [
     ("server PSS MiB", lambda r: cell(r, "server_pss_mb", 1)),
     ("KiB/conn", lambda r: cell(r, "kib_per_connection", 1)),
     ("client CPU %", lambda r: cell(r, "client_cpu_percent", 0)),
+    ("client KiB/conn", lambda r: cell(r, "client_kib_per_connection", 1)),
     ("errors", lambda r: errors_text(r)),
     ("notes", lambda r: marks(r)),
 ]
@@ -155,12 +156,9 @@ def write_outputs(
 
 
 def table_rows(rows: list[dict]) -> tuple[list[str], list[list[str]]]:
-    """Header and cells; KiB/conn only where connections outweigh the server's own noise (100 or more)."""
-    columns = [
-        c
-        for c in COLUMNS
-        if c[0] != "KiB/conn" or max((r.get("clients") or 0 for r in rows), default=0) >= PER_CONNECTION_FROM
-    ]
+    """Header and cells; memory per connection only where connections outweigh a process's own noise (100 or more)."""
+    many = max((r.get("clients") or 0 for r in rows), default=0) >= PER_CONNECTION_FROM
+    columns = [c for c in COLUMNS if many or not c[0].endswith("KiB/conn")]
     if any(r["metrics"].get("alone_p99_us") for r in rows):
         columns = columns[:1] + MIXED_COLUMNS + columns[1:]
     return [name for name, _ in columns], [
