@@ -446,6 +446,15 @@ def test_the_python_loop_can_be_chosen_by_environment(fast_server):
     assert out.returncode == 2 and "ECHO_LOAD_HOT_LOOP='pyhton'" in out.stderr and "Traceback" not in out.stderr
 
 
+def two_clients_with_a_short_timeout(serve, loop: str, duration: float):
+    """echo-load with ``--timeout 0.3`` and no warm-up against ``serve``: (exit code, result, stderr)."""
+    with misbehaving_server(serve) as address:
+        return echo_load(
+            *port_args(address), "--clients", "2", "--timeout", "0.3", "--duration", str(duration), "--warmup", "0",
+            "--hot-loop", loop, "--json",
+        )  # fmt: skip
+
+
 def swallow_after_ten(conn: socket.socket) -> None:
     """Echoes ten messages, then reads and never replies: the client's --timeout must end it."""
     replies = 0
@@ -458,11 +467,7 @@ def swallow_after_ten(conn: socket.socket) -> None:
 @pytest.mark.parametrize("loop", LOOPS)
 def test_a_reply_overdue_past_timeout_is_a_timeout_in_either_loop(loop):
     # The compiled loop keeps each send time in its table: the sweep must see the table's, not a stale one.
-    with misbehaving_server(swallow_after_ten) as address:
-        code, result, _ = echo_load(
-            *port_args(address), "--clients", "2", "--timeout", "0.3", "--duration", "1.5", "--warmup", "0",
-            "--hot-loop", loop, "--json",
-        )  # fmt: skip
+    code, result, _ = two_clients_with_a_short_timeout(swallow_after_ten, loop, duration=1.5)
     assert code == 1
     assert result["errors"] == {"timeout": 2} and result["mismatches"] == 0
     # Replies before the window opened (its first tick) are not counted: at most the 20 echoed.
@@ -481,10 +486,6 @@ def reply_after_50ms(conn: socket.socket) -> None:
 def test_slow_but_steady_replies_are_never_timeouts_in_either_loop(loop):
     # Each reply within --timeout, the run four times longer: a sweep reading a send time the
     # compiled loop had moved on from would call a steady connection overdue.
-    with misbehaving_server(reply_after_50ms) as address:
-        code, result, stderr = echo_load(
-            *port_args(address), "--clients", "2", "--timeout", "0.3", "--duration", "1.2", "--warmup", "0",
-            "--hot-loop", loop, "--json",
-        )  # fmt: skip
+    code, result, stderr = two_clients_with_a_short_timeout(reply_after_50ms, loop, duration=1.2)
     assert code == 0, stderr
     assert result["errors"] == {} and result["messages"] >= 20

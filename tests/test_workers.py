@@ -206,21 +206,28 @@ class StopAfterRestarts(logging.Handler):
                 os.kill(os.getpid(), signal.SIGTERM)
 
 
-def test_a_crash_loop_is_restarted_with_growing_delays() -> None:
+def supervise_here(backend_class: type) -> int:
+    """Run a one-worker supervisor in this test process until something sends it SIGTERM (20 s at most)."""
     config = ServerConfig(port=0, workers=1, grace=1)
     listener = bind_listener(config)
-    watcher = StopAfterRestarts(4)
-    logger = logging.getLogger("echoserver.supervisor")
-    logger.addHandler(watcher)
     hang_guard = threading.Timer(20, os.kill, (os.getpid(), signal.SIGTERM))
     hang_guard.start()
     try:
-        assert Supervisor(config, CrashingBackend, [listener]).run() == 0
+        return Supervisor(config, backend_class, [listener]).run()
     finally:
         hang_guard.cancel()
-        logger.removeHandler(watcher)
         listener.close()
         gc.unfreeze()  # the supervisor froze this test process's heap before each fork
+
+
+def test_a_crash_loop_is_restarted_with_growing_delays() -> None:
+    watcher = StopAfterRestarts(4)
+    logger = logging.getLogger("echoserver.supervisor")
+    logger.addHandler(watcher)
+    try:
+        assert supervise_here(CrashingBackend) == 0
+    finally:
+        logger.removeHandler(watcher)
     assert watcher.delays == [0.1, 0.2, 0.4, 0.8]
 
 
@@ -255,16 +262,7 @@ def test_a_workers_collector_leaves_the_supervisors_objects_shared(tmp_path) -> 
     """
     hoard = [[n] for n in range(300_000)]  # ~30 MiB of tracked objects
     CollectingBackend.report = tmp_path / "copied"
-    config = ServerConfig(port=0, workers=1, grace=1)
-    listener = bind_listener(config)
-    hang_guard = threading.Timer(20, os.kill, (os.getpid(), signal.SIGTERM))
-    hang_guard.start()
-    try:
-        assert Supervisor(config, CollectingBackend, [listener]).run() == 0
-    finally:
-        hang_guard.cancel()
-        listener.close()
-        gc.unfreeze()  # this test process is the supervisor: give its collector everything back
+    assert supervise_here(CollectingBackend) == 0
     copied_kib = int(CollectingBackend.report.read_text())  # without the freeze: ~33,000 KiB
     assert len(hoard) == 300_000
     assert copied_kib < 4096, f"the worker's collection copied {copied_kib} KiB of inherited pages"

@@ -77,10 +77,15 @@ class ConnectionTable:
         """Hand ``conn`` to the C loop if it is in the one state that loop handles, else keep it here."""
         at = self.row_of[id(conn)]
         sock = conn.sock
-        if sock is None or conn.partial or conn.owed or conn.corrupt or conn.writing or conn.opening is not None:
-            self.rows[at + FAST] = 0
-            return
-        if len(conn.sent_at) != 1:
+        if (
+            sock is None
+            or conn.partial
+            or conn.owed
+            or conn.corrupt
+            or conn.writing
+            or conn.opening is not None
+            or len(conn.sent_at) != 1
+        ):
             self.rows[at + FAST] = 0
             return
         self.rows[at : at + STRIDE] = array(

@@ -168,7 +168,7 @@ class LoadSpec:
             raise SpecError(
                 "hot-loop",
                 "this install has no compiled loop (no C compiler when it was installed, or "
-                "ECHO_LOAD_HOT_LOOP=python); reinstall where gcc is present, or use auto",
+                f"{hotloop.ENVIRONMENT}=python); reinstall where gcc is present, or use auto",
             )
 
     def _check_tls(self) -> None:

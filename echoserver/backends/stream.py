@@ -195,9 +195,9 @@ class BlockingConnection:
             counters.messages += units
             if handler.closing:
                 return False
-        if handler is PLAIN_ECHO and pacing is None and self.state.counts_on_exit:
-            return self._echo_counting_on_exit(sock, counters, size)
         if handler is PLAIN_ECHO and pacing is None:
+            if self.state.counts_on_exit:
+                return self._echo_counting_on_exit(sock, counters, size)
             # What the handler would do, without calling it: the loop of the bare reference servers
             # plus three counters (docs/overhead.md measures what the call cost). `while True`, not
             # `while data := recv(size)`: CPython 3.11 warms a function up for specialisation only on

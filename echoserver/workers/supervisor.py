@@ -219,8 +219,8 @@ class Supervisor:
         ready_r, ready_w = os.pipe()
         # Everything the supervisor holds now is inherited by the worker. Frozen, the worker's
         # collector never writes to those objects' headers, so their pages stay shared instead of
-        # being copied the first time a full collection runs: that copy was 0.5 KiB per connection
-        # at 100,000 connections over 8 workers (docs/c100k.md).
+        # being copied the first time a full collection runs: that copy was 0.3 KiB per connection
+        # on asyncio and uvloop at 100,000 connections over 8 workers (docs/c100k.md).
         gc.freeze()
         pid = fork_child(
             lambda: self._become_worker(ready_w, slot), fork=self._fork, block=tuple(HANDLED_SIGNALS), what="worker"
