@@ -166,6 +166,17 @@ def server_socket(server_port: int, client_port: int) -> tuple[int, int] | None:
     return None
 
 
+def unaccepted(server_port: int) -> int | None:
+    """Connections waiting in the accept queue of the listener on ``server_port`` (a listening socket's
+    receive-queue column); None if nothing listens there."""
+    line = re.compile(rf"^ *\d+: [0-9A-F]+:{server_port:04X} [0-9A-F]+:0000 0A [0-9A-F]+:([0-9A-F]+) ", re.M)
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        found = line.search(Path(table).read_text())
+        if found:
+            return int(found.group(1), 16)
+    return None
+
+
 def unread_bytes(server_port: int, client_port: int) -> int | None:
     """Bytes the kernel holds for the server's end of a connection that the server has not read yet."""
     found = server_socket(server_port, client_port)

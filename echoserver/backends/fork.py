@@ -49,7 +49,6 @@ class ForkPerConnectionBackend(BlockingBackend):
         self.backoff = RestartBackoff()
         self._lock = threading.Lock()  # rows and totals change together (snapshot may run on another thread)
         self.restart_at: float | None = None
-        self._kill_signal = signal.SIGTERM  # what a process forked during the drain gets at once
 
     @property
     def active(self) -> int:
@@ -122,9 +121,11 @@ class ForkPerConnectionBackend(BlockingBackend):
     def _handle_events(self) -> None:
         for kind, row, pid, status in self.forkserver.events():
             if kind == b"F" and row in self.rows:
+                # Nothing more to do during a drain. The fork server reads our messages in order and
+                # no socket is handed over once the drain has begun, so this process was already its
+                # child when the drain's one signal to every child came. A SIGTERM of its own would
+                # be a second one, which tells a connection process to cut its client off.
                 self.rows[row] = pid
-                if self.stopping:  # forked while we drain: it drains too (it may be gone already)
-                    self.forkserver.signal(pid, self._kill_signal)
             elif kind == b"X" and row in self.rows:
                 self._retire(row)
             elif kind == b"D":
@@ -185,7 +186,6 @@ class ForkPerConnectionBackend(BlockingBackend):
         self.wait_until_idle(deadline)
         if self.rows:
             log.warning("grace period over: killing %d connection process(es)", len(self.rows))
-            self._kill_signal = signal.SIGKILL
             self._signal_children(signal.SIGKILL)
             self.wait_until_idle(time.monotonic() + 5.0, forced=True)
         self.forkserver.stop()
