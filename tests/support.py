@@ -148,33 +148,35 @@ def scrape(server) -> dict[str, float]:
     return samples
 
 
-def server_socket(server_port: int, client_port: int) -> tuple[int, int] | None:
-    """``(unread bytes, inode)`` of the server's end of the connection from ``client_port``.
+def _socket_line(local_port: int, remote_port: int, state: str = "[0-9A-F]{2}") -> re.Match | None:
+    """The kernel's line for a TCP socket (groups: receive queue, inode), from ``/proc/net/tcp`` or ``tcp6``.
 
     One regular-expression search per table (not a parse of every line, which takes seconds
     on a machine with a few hundred thousand sockets open).
     """
     line = re.compile(
-        rf"^ *\d+: [0-9A-F]+:{server_port:04X} [0-9A-F]+:{client_port:04X} [0-9A-F]{{2}} "
+        rf"^ *\d+: [0-9A-F]+:{local_port:04X} [0-9A-F]+:{remote_port:04X} {state} "
         rf"[0-9A-F]+:([0-9A-F]+) \S+ \S+ +\d+ +\d+ +(\d+)",
         re.M,
     )
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         found = line.search(Path(table).read_text())
         if found:
-            return int(found.group(1), 16), int(found.group(2))
+            return found
     return None
+
+
+def server_socket(server_port: int, client_port: int) -> tuple[int, int] | None:
+    """``(unread bytes, inode)`` of the server's end of the connection from ``client_port``."""
+    found = _socket_line(server_port, client_port)
+    return (int(found.group(1), 16), int(found.group(2))) if found else None
 
 
 def unaccepted(server_port: int) -> int | None:
     """Connections waiting in the accept queue of the listener on ``server_port`` (a listening socket's
     receive-queue column); None if nothing listens there."""
-    line = re.compile(rf"^ *\d+: [0-9A-F]+:{server_port:04X} [0-9A-F]+:0000 0A [0-9A-F]+:([0-9A-F]+) ", re.M)
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        found = line.search(Path(table).read_text())
-        if found:
-            return int(found.group(1), 16)
-    return None
+    found = _socket_line(server_port, 0, state="0A")
+    return int(found.group(1), 16) if found else None
 
 
 def unread_bytes(server_port: int, client_port: int) -> int | None:

@@ -142,7 +142,7 @@ def test_a_connection_process_the_main_process_hears_of_during_the_drain_is_drai
     order is forced: the main process is stopped from handing the socket over until after
     the connection process has read the request.
     """
-    server = start_server("--backend", "fork", "--io-delay", "300", "--grace", "20")
+    server = start_server("--backend", "fork", "--io-delay", "300", "--grace", "20", "--log-level", "debug")
     echo_once(server.address)  # the fork server is up and forking
     main, forkserver = psutil.Process(server.pid), fork_server_of(server.pid)
     forkserver.suspend()
@@ -167,7 +167,7 @@ def test_a_connection_process_the_main_process_hears_of_during_the_drain_is_drai
     sock.settimeout(10)
     assert recv_until_eof(sock) == payload
     assert server.proc.wait(10) == 0, server.stderr
-    assert "Broken pipe" not in server.stderr and "Traceback" not in server.stderr
+    assert "Broken pipe" not in server.stderr and "Traceback" not in server.stderr  # logged at debug level
 
 
 def test_a_connection_process_past_the_grace_period_is_killed(start_server) -> None:
